@@ -1,0 +1,1 @@
+"""engines shared by the medinpaint bundles."""

@@ -1,0 +1,1 @@
+"""losses shared by the medinpaint bundles."""

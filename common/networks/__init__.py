@@ -1,0 +1,1 @@
+"""networks shared by the medinpaint bundles."""

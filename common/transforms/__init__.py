@@ -1,0 +1,1 @@
+"""transforms shared by the medinpaint bundles."""
