@@ -167,14 +167,14 @@ def _ellipsoid_blob(rng, centre, radii, noise_amplitude, shape):
     return box, ndimage.gaussian_filter(soft, 0.6)
 
 
-def _paint_ms_lesions(clean, wm, rng, params: CohortParameters, load: str):
+def _paint_ms_lesions(clean, wm, brain, rng, params: CohortParameters, load: str):
     """T1-hypointense MS-like lesions inside white matter until the drawn lesion load (mL) is reached.
 
     Returns the lesioned image, the binary mask (soft map > 0.5, restricted to WM probability > 0.5) and info.
     """
     target_ml = float(rng.uniform(*MS_LOADS_ML[load]))
     deep_wm = np.argwhere(wm > 0.9)
-    in_wm = wm > 0.5
+    in_wm = (wm > 0.5) & brain
     soft_total = np.zeros_like(clean)
     darkening = np.zeros_like(clean)
     n_lesions = 0
@@ -191,6 +191,7 @@ def _paint_ms_lesions(clean, wm, rng, params: CohortParameters, load: str):
         soft_total[box] = np.maximum(soft_total[box], soft)
         n_lesions += 1
     mask = (soft_total > 0.5) & in_wm
+    darkening *= ndimage.binary_dilation(mask, iterations=3)  # no sub-threshold lesion without a label
     info = {
         "load": load,
         "target_ml": round(target_ml, 3),
@@ -211,6 +212,7 @@ def _paint_tumour(clean, gm, wm, brain, rng, params: CohortParameters, z_range: 
     radii = radius * rng.uniform(0.75, 1.25, 3)
     box, soft = _ellipsoid_blob(rng, centre, radii, 0.35, clean.shape)
     soft = soft * brain[box]
+    soft *= ndimage.binary_dilation(soft > 0.5, iterations=3)  # the labelled mass is the only change
     bright = bool(rng.random() < 0.5)
     ratio = rng.uniform(*(params.tumour_bright_ratio if bright else params.tumour_dark_ratio))
     texture = 1.0 + 0.12 * _smooth_noise(rng, soft.shape, tuple(max(2, s // 5) for s in soft.shape))[0]
@@ -251,7 +253,7 @@ def make_subject(
     centre lies in axial slices ``z_range``) and a noise realisation shared by all three versions."""
     rng = np.random.default_rng(seed_sequence)
     t1, gm, wm, brain, info = _warp_template(template, rng, params)
-    t1_ms, ms_mask, ms_info = _paint_ms_lesions(t1, wm, rng, params, load)
+    t1_ms, ms_mask, ms_info = _paint_ms_lesions(t1, wm, brain, rng, params, load)
     t1_tumour, tumour_mask, tumour_info = _paint_tumour(t1, gm, wm, brain, rng, params, z_range)
 
     bias = np.exp(params.bias_strength * _smooth_noise(rng, MNI_SHAPE, (3, 3, 3))[0])
