@@ -1,0 +1,140 @@
+"""Helpers of the bundle harness: find bundles, run the bundle CLI, write DICOM series from NIfTI.
+
+See docs/bundle_conventions.md for what a bundle must provide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "schemas" / "meta_schema.json"
+OVERRIDE_CONFIGS = ("quick.json", "evaluate.json", "multi_gpu_train.json")
+REQUIRED_FILES = (
+    "LICENSE",
+    "configs/metadata.json",
+    "configs/train.json",
+    "configs/quick.json",
+    "configs/inference.json",
+    "configs/evaluate.json",
+    "configs/multi_gpu_train.json",
+    "configs/logging.conf",
+    "docs/README.md",
+)
+TRAIN_IDS = (
+    "bundle_root",
+    "output_dir",
+    "dataset_dir",
+    "device",
+    "network_def",
+    "network",
+    "inferer",
+    "train#datalist",
+    "train#dataset",
+    "train#dataloader",
+    "train#trainer",
+    "train#trainer#max_epochs",
+    "train#handlers",
+    "validate#datalist",
+    "validate#dataset",
+    "validate#evaluator",
+    "validate#handlers",
+    "val_interval",
+    "initialize",
+    "run",
+    "training",
+    "finalize",
+)
+INFERENCE_IDS = (
+    "bundle_root",
+    "output_dir",
+    "device",
+    "network_def",
+    "network",
+    "datalist",
+    "preprocessing",
+    "postprocessing",
+    "inferer",
+    "evaluator",
+    "initialize",
+    "run",
+    "finalize",
+)
+
+
+def find_bundles(root: Path = REPO / "bundles") -> list[Path]:
+    """Every folder of ``bundles/`` that has a ``configs`` folder: new bundles are picked up automatically."""
+    return sorted(p for p in root.iterdir() if (p / "configs").is_dir()) if root.is_dir() else []
+
+
+def config_list(*paths: Path) -> str:
+    """The ``--config_file`` argument that merges several configs, in order."""
+    return json.dumps([str(p) for p in paths])
+
+
+def run_bundle(args: list[str], cwd: Path, timeout: int = 600, launcher: list[str] | None = None):
+    """Run ``python -m monai.bundle ARGS`` (or under ``launcher``, e.g. torchrun) and fail loudly on error."""
+    command = (launcher or [sys.executable, "-m"]) + ["monai.bundle", *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}\n--- stdout ---\n{result.stdout[-6000:]}"
+            f"\n--- stderr ---\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def write_dicom_series(image_path: Path, folder: Path, modality: str = "MR") -> Path:
+    """Write a NIfTI image as a DICOM series (int16, one file per axial slice) in ``folder``.
+
+    A 2D image becomes a one-slice series. Orientation, spacing and per-slice position are set in the DICOM
+    tags, so MONAI's ITK reader recovers the image's geometry from the series.
+    """
+    image = sitk.ReadImage(str(image_path))
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    image = sitk.Cast(sitk.Round(image), sitk.sitkInt16)
+    folder.mkdir(parents=True, exist_ok=True)
+    direction = image.GetDirection()
+    uid_root = "1.2.826.0.1.3680043.8.498"
+    series_uid = f"{uid_root}.{zlib.crc32(str(image_path).encode())}"
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        plane = image[:, :, k]
+        tags = {
+            "0008|0060": modality,
+            "0020|000d": f"{series_uid}.1",
+            "0020|000e": series_uid,
+            "0008|0018": f"{series_uid}.{k + 2}",
+            "0020|0013": str(k + 1),
+            "0020|0037": "\\".join(str(v) for v in (*direction[0:7:3], *direction[1:8:3])),
+            "0020|0032": "\\".join(str(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0018|0050": str(image.GetSpacing()[2]),
+        }
+        for tag, value in tags.items():
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:04d}.dcm"))
+        writer.Execute(plane)
+    return folder
+
+
+def spatial_geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
+    """(spatial shape, affine) of an image as MONAI's ``LoadImage`` reads it (trailing singleton dims dropped,
+    as 2D bundles do with a one-slice DICOM)."""
+    from monai.transforms import LoadImage
+
+    image = LoadImage(image_only=True)(str(path))
+    shape = tuple(int(s) for s in image.shape)
+    while len(shape) > 2 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape, np.asarray(image.affine)

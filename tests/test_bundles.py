@@ -1,0 +1,198 @@
+"""The bundle harness: every folder of bundles/ is checked the way the model zoo and its users use it.
+
+Parametrised over ``find_bundles()``, so a bundle added later is tested without editing this file. What a
+bundle must provide is in docs/bundle_conventions.md.
+"""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from harness import (
+    INFERENCE_IDS,
+    OVERRIDE_CONFIGS,
+    REQUIRED_FILES,
+    SCHEMA,
+    TRAIN_IDS,
+    config_list,
+    find_bundles,
+    run_bundle,
+    spatial_geometry,
+    write_dicom_series,
+)
+from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
+
+BUNDLES = find_bundles()
+bundle_params = pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+
+
+def parser_for(bundle, *names, **overrides):
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / n) for n in names])
+    parser.update({"bundle_root": str(bundle), **overrides})
+    return parser
+
+
+def metadata(bundle):
+    return json.loads((bundle / "configs" / "metadata.json").read_text())
+
+
+@bundle_params
+def test_layout(bundle):
+    missing = [f for f in REQUIRED_FILES if not (bundle / f).is_file()]
+    assert not missing, f"{bundle.name} lacks {missing}"
+
+
+@bundle_params
+@pytest.mark.parametrize("override", [None, *OVERRIDE_CONFIGS])
+def test_train_configs_parse_and_define_the_zoo_ids(bundle, override):
+    names = ["train.json"] + ([override] if override else [])
+    parser = parser_for(bundle, *names)
+    parser.parse()
+    missing = [i for i in TRAIN_IDS if i not in parser]
+    assert not missing, f"{names} lacks ids {missing}"
+
+
+@bundle_params
+def test_inference_config_parses_and_defines_the_zoo_ids(bundle):
+    parser = parser_for(bundle, "inference.json")
+    parser.parse()
+    missing = [i for i in INFERENCE_IDS if i not in parser]
+    assert not missing, f"inference.json lacks ids {missing}"
+
+
+@bundle_params
+def test_metadata_passes_the_zoo_schema_offline(bundle):
+    verify_metadata(meta_file=str(bundle / "configs" / "metadata.json"), filepath=str(SCHEMA))
+    meta = metadata(bundle)
+    assert meta["version"] in meta["changelog"]
+    import monai
+
+    assert meta["monai_version"] == monai.__version__
+    assert meta["pytorch_version"].split("+")[0] == torch.__version__.split("+")[0]
+    assert meta["numpy_version"] == np.__version__
+
+
+@bundle_params
+def test_network_matches_metadata(bundle):
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        device="cpu",
+        bundle_root=str(bundle),
+    )
+
+
+@bundle_params
+def test_training_runs_a_couple_of_iterations(bundle, tmp_path):
+    configs = config_list(bundle / "configs" / "train.json", bundle / "configs" / "quick.json")
+    run_bundle(
+        [
+            "run",
+            "training",
+            "--config_file",
+            configs,
+            "--bundle_root",
+            str(bundle),
+            "--output_dir",
+            str(tmp_path),
+            "--train#trainer#max_epochs",
+            "1",
+            "--train#dataset#data",
+            "$@train#datalist[:2]",
+            "--validate#dataset#data",
+            "$@validate#datalist[:1]",
+        ],
+        cwd=tmp_path,
+    )
+    assert list(tmp_path.rglob("*.pt")), "training wrote no checkpoint"
+
+
+@bundle_params
+def test_inference_reads_nifti_and_dicom_and_keeps_geometry(bundle, tmp_path):
+    parser = parser_for(bundle, "inference.json")
+    entry = dict(parser.get_parsed_content("datalist")[0])
+    nifti = entry["image"]
+    stem = nifti.split("/")[-1].removesuffix(".gz").removesuffix(".nii")
+    dicom = write_dicom_series(nifti, tmp_path / "dicom" / f"{stem}_dicom")
+    override = tmp_path / "override.json"
+    override.write_text(json.dumps({"datalist": [entry, {**entry, "image": str(dicom)}]}))
+    out = tmp_path / "out"
+    configs = config_list(bundle / "configs" / "inference.json", override)
+    run_bundle(
+        ["run", "--config_file", configs, "--bundle_root", str(bundle), "--output_dir", str(out)],
+        cwd=tmp_path,
+    )
+    for source, name in ((nifti, stem), (dicom, dicom.name)):
+        outputs = sorted(out.rglob(f"{name}_*.nii*"))
+        assert outputs, f"no output for {name} in {sorted(p.name for p in out.rglob('*'))}"
+        in_shape, in_affine = spatial_geometry(source)
+        out_shape, out_affine = spatial_geometry(outputs[0])
+        assert out_shape[: len(in_shape)] == in_shape
+        np.testing.assert_allclose(out_affine, in_affine, atol=1e-4)
+
+
+@bundle_params
+def test_torchscript_export(bundle, tmp_path):
+    meta = metadata(bundle)
+    support = meta.get("torchscript", {"supported": True})
+    if not support["supported"]:
+        assert support.get("reason"), "a bundle that cannot be scripted must say why"
+        pytest.skip(f"{bundle.name}: not scriptable: {support['reason']}")
+    parser = parser_for(bundle, "inference.json")
+    network = parser.get_parsed_content("network_def")
+    checkpoint = bundle / "models" / "model.pt"
+    if not checkpoint.exists():
+        checkpoint = tmp_path / "model.pt"
+        torch.save(network.state_dict(), checkpoint)
+    exported = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(exported),
+        ckpt_file=str(checkpoint),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        config_file=str(bundle / "configs" / "inference.json"),
+        bundle_root=str(bundle),
+    )
+    network.load_state_dict(torch.load(checkpoint, weights_only=True))
+    spec = meta["network_data_format"]["inputs"]["image"]
+    shape = [1, spec["num_channels"]] + [s if isinstance(s, int) else 16 for s in spec["spatial_shape"]]
+    sample = torch.rand(shape)
+    with torch.no_grad():
+        expected = network.eval()(sample)
+        scripted = torch.jit.load(str(exported))(sample)
+    torch.testing.assert_close(scripted, expected)
+
+
+@pytest.mark.slow
+@bundle_params
+def test_multi_gpu_config_runs_under_torchrun_on_cpu(bundle, tmp_path):
+    """Two processes, gloo backend, DistributedSampler: how a bundle's multi_gpu_train.json runs."""
+    configs = config_list(
+        *(bundle / "configs" / n for n in ("train.json", "quick.json", "multi_gpu_train.json"))
+    )
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    run_bundle(
+        [
+            "run",
+            "training",
+            "--config_file",
+            configs,
+            "--bundle_root",
+            str(bundle),
+            "--output_dir",
+            str(tmp_path),
+            "--train#trainer#max_epochs",
+            "1",
+            "--train#dataset#data",
+            "$@train#datalist[:4]",
+            "--validate#dataset#data",
+            "$@validate#datalist[:2]",
+        ],
+        cwd=tmp_path,
+        launcher=launcher,
+    )
+    assert list(tmp_path.rglob("*.pt"))

@@ -1,0 +1,41 @@
+"""The harness's own helpers: bundle discovery and the DICOM series writer."""
+
+import nibabel as nib
+import numpy as np
+from harness import find_bundles, spatial_geometry, write_dicom_series
+from monai.transforms import LoadImage
+
+
+def test_a_new_bundle_folder_is_picked_up(tmp_path):
+    (tmp_path / "zeta" / "configs").mkdir(parents=True)
+    (tmp_path / "alpha" / "configs").mkdir(parents=True)
+    (tmp_path / "not_a_bundle").mkdir()
+    assert [p.name for p in find_bundles(tmp_path)] == ["alpha", "zeta"]
+    assert find_bundles(tmp_path / "missing") == []
+
+
+def test_dicom_series_keeps_volume_geometry_and_values(tmp_path):
+    affine = np.array([[0.9, 0, 0, -80.0], [0, 1.1, 0, -100.0], [0, 0, 2.0, -30.0], [0, 0, 0, 1]])
+    volume = np.arange(6 * 7 * 5, dtype=np.float32).reshape(6, 7, 5) * 3.0
+    path = tmp_path / "vol.nii.gz"
+    nib.save(nib.Nifti1Image(volume, affine), path)
+    folder = write_dicom_series(path, tmp_path / "series")
+    assert len(list(folder.glob("*.dcm"))) == 5
+    read = LoadImage(image_only=True)(str(folder))
+    np.testing.assert_allclose(read.affine.numpy(), affine, atol=1e-4)
+    np.testing.assert_array_equal(read.numpy(), volume)
+    assert spatial_geometry(folder)[0] == (6, 7, 5)
+
+
+def test_a_2d_image_becomes_a_one_slice_series(tmp_path):
+    affine = np.diag([0.85, 0.85, 1.0, 1.0])
+    affine[:2, 3] = (-100.0, -120.0)
+    plane = np.random.default_rng(0).integers(0, 1000, (12, 9)).astype(np.float32)
+    path = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(plane, affine), path)
+    folder = write_dicom_series(path, tmp_path / "series")
+    shape, read_affine = spatial_geometry(folder)
+    assert shape == (12, 9)
+    np.testing.assert_allclose(read_affine[:2, :2], affine[:2, :2], atol=1e-5)
+    np.testing.assert_allclose(read_affine[:2, 3], affine[:2, 3], atol=1e-4)
+    np.testing.assert_array_equal(LoadImage(image_only=True)(str(folder)).numpy()[..., 0], plane)
