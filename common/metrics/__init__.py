@@ -1,1 +1,37 @@
 """metrics shared by the medinpaint bundles."""
+
+from .base import ReducedMetric
+from .binning import MaskRatioBinnedMetric
+from .image import (
+    ROI_MODES,
+    MAEMetric,
+    MSEMetric,
+    PearsonMetric,
+    PSNRMetric,
+    RoIImageMetric,
+    SSIMMetric,
+    UQIMetric,
+    from_engine_with_mask,
+    roi_region,
+)
+from .lpips import LPIPSMetric
+from .segmentation import OVERLAP_METRICS, BestThresholdDiceMetric, BinaryOverlapMetric
+
+__all__ = [
+    "OVERLAP_METRICS",
+    "ROI_MODES",
+    "BestThresholdDiceMetric",
+    "BinaryOverlapMetric",
+    "LPIPSMetric",
+    "MAEMetric",
+    "MSEMetric",
+    "MaskRatioBinnedMetric",
+    "PSNRMetric",
+    "PearsonMetric",
+    "ReducedMetric",
+    "RoIImageMetric",
+    "SSIMMetric",
+    "UQIMetric",
+    "from_engine_with_mask",
+    "roi_region",
+]
