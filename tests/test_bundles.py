@@ -86,28 +86,29 @@ def test_network_matches_metadata(bundle):
     )
 
 
+def short_training(bundle, output_dir, configs, n_train, n_val):
+    """`run training` arguments for one epoch on the first samples of the bundle's own datalists."""
+    return [
+        "run",
+        "training",
+        "--config_file",
+        config_list(*(bundle / "configs" / c for c in configs)),
+        "--bundle_root",
+        str(bundle),
+        "--output_dir",
+        str(output_dir),
+        "--train#trainer#max_epochs",
+        "1",
+        "--train#dataset#data",
+        f"$@train#datalist[:{n_train}]",
+        "--validate#dataset#data",
+        f"$@validate#datalist[:{n_val}]",
+    ]
+
+
 @bundle_params
 def test_training_runs_a_couple_of_iterations(bundle, tmp_path):
-    configs = config_list(bundle / "configs" / "train.json", bundle / "configs" / "quick.json")
-    run_bundle(
-        [
-            "run",
-            "training",
-            "--config_file",
-            configs,
-            "--bundle_root",
-            str(bundle),
-            "--output_dir",
-            str(tmp_path),
-            "--train#trainer#max_epochs",
-            "1",
-            "--train#dataset#data",
-            "$@train#datalist[:2]",
-            "--validate#dataset#data",
-            "$@validate#datalist[:1]",
-        ],
-        cwd=tmp_path,
-    )
+    run_bundle(short_training(bundle, tmp_path, ("train.json", "quick.json"), 2, 1), cwd=tmp_path)
     assert list(tmp_path.rglob("*.pt")), "training wrote no checkpoint"
 
 
@@ -171,28 +172,7 @@ def test_torchscript_export(bundle, tmp_path):
 @bundle_params
 def test_multi_gpu_config_runs_under_torchrun_on_cpu(bundle, tmp_path):
     """Two processes, gloo backend, DistributedSampler: how a bundle's multi_gpu_train.json runs."""
-    configs = config_list(
-        *(bundle / "configs" / n for n in ("train.json", "quick.json", "multi_gpu_train.json"))
-    )
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
-    run_bundle(
-        [
-            "run",
-            "training",
-            "--config_file",
-            configs,
-            "--bundle_root",
-            str(bundle),
-            "--output_dir",
-            str(tmp_path),
-            "--train#trainer#max_epochs",
-            "1",
-            "--train#dataset#data",
-            "$@train#datalist[:4]",
-            "--validate#dataset#data",
-            "$@validate#datalist[:2]",
-        ],
-        cwd=tmp_path,
-        launcher=launcher,
-    )
+    configs = ("train.json", "quick.json", "multi_gpu_train.json")
+    run_bundle(short_training(bundle, tmp_path, configs, 4, 2), cwd=tmp_path, launcher=launcher)
     assert list(tmp_path.rglob("*.pt"))
