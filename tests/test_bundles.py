@@ -118,7 +118,7 @@ def test_inference_reads_nifti_and_dicom_and_keeps_geometry(bundle, tmp_path):
     entry = dict(parser.get_parsed_content("datalist")[0])
     nifti = entry["image"]
     stem = nifti.split("/")[-1].removesuffix(".gz").removesuffix(".nii")
-    dicom = write_dicom_series(nifti, tmp_path / "dicom" / f"{stem}_dicom")
+    dicom = write_dicom_series(nifti, tmp_path / "dicom" / f"dicom-{stem}")  # no prefix clash with the NIfTI
     override = tmp_path / "override.json"
     override.write_text(json.dumps({"datalist": [entry, {**entry, "image": str(dicom)}]}))
     out = tmp_path / "out"
