@@ -171,6 +171,15 @@ def test_weighted_sum_matches_terms_and_shares_features():
         WeightedSumLoss({"nope": 1})
 
 
+def test_weighted_sum_with_every_weight_zero_is_zero():
+    # an ablation switches a loss group off from the command line (e.g. --loss_weights#expansion 0)
+    output = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    total = WeightedSumLoss({"hole": 0, "valid": 0.0})(
+        output, torch.rand_like(output), torch.ones_like(output)
+    )
+    assert total.shape == () and total.item() == 0.0 and total.dtype == torch.float64
+
+
 def test_weighted_sum_builds_no_vgg_without_feature_terms(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     WeightedSumLoss({"hole": 1})  # no VGG needed, so no missing-file error

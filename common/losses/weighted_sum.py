@@ -39,7 +39,7 @@ class WeightedSumLoss(nn.Module):
     terms (perceptual/style) share one :class:`VGGFeatures` and one forward pass per call.
 
     Args:
-        weights: {name: weight}; zero-weight terms are not computed.
+        weights: {name: weight}; zero-weight terms are not computed (all zero: the sum is 0).
         losses: extra or overriding {name: callable}.
         feature_extractor: extractor shared by the built-in feature terms; None builds VGG16 pool1-3
             from ``vgg_weights_path`` / ``pretrained`` / ``input_range`` (only if a feature term is used).
@@ -107,4 +107,7 @@ class WeightedSumLoss(nn.Module):
             values[name] = weight * value
         if self.return_terms:
             return values
+        if not values:  # every weight set to 0: the sum switched off, e.g. an ablation from the command line
+            reference = next(a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor))
+            return reference.new_zeros(())
         return torch.stack(list(values.values())).sum()
