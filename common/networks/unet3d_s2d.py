@@ -1,0 +1,149 @@
+"""Space-to-depth 3D U-Net with deep supervision, for whole-volume (blind) lesion inpainting (Manjón et al.).
+
+The full-resolution volume (e.g. 182x218x182 on the MNI 1 mm grid) is decimated with one-voxel shifts along
+each axis into ``2**3 = 8`` channels of half size (91x109x91): MONAI's ``pixelunshuffle`` does exactly this,
+losslessly (channel ``4*i + 2*j + k`` holds ``x[i::2, j::2, k::2]``; ``pixelshuffle`` inverts it). A U-Net with
+one 3x3x3 conv + BN + ReLU per level works at that half resolution, so a whole brain fits in memory. It has two
+outputs, both trained with MSE (deep supervision):
+
+* ``low``: 8 channels at half resolution, compared with the space-to-depth rearrangement of the target
+  (``common.losses.space_to_depth_target``);
+* ``full``: the reconstruction block -- the 8 low-resolution channels upsampled trilinearly to full resolution
+  together with their exact depth-to-space rearrangement (``pixelshuffle``), a 3x3x3 conv with 8 filters, ReLU,
+  BN -- and a final 1x1x1 conv to one channel.
+
+The depth-to-space channel in the reconstruction block is this implementation's reading of the paper: trilinear
+upsampling alone blurs away which of the 8 sub-voxel phases a voxel belongs to, the rearranged estimate keeps it.
+
+Odd sizes: the half-resolution grid (91x109x91) is zero-padded at the high end of each axis up to a multiple of
+``2**(levels - 1)`` (96x112x96 for 4 levels), so every max-pooling halves exactly and every upsampling doubles
+back to the skip connection's size; the padding is cropped away from both outputs. The full-resolution input
+must have even sizes (the MNI grid does) so that space-to-depth is lossless.
+
+Why not MONAI's ``UNet``/``BasicUNet``: they use two convs (or residual units) per level, strided convs, and
+no space-to-depth or depth-wise deep-supervision head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from monai.networks.utils import pixelshuffle, pixelunshuffle
+from torch import nn
+
+__all__ = ["SpaceToDepthUNet3D", "count_parameters", "depth_to_space", "space_to_depth"]
+
+SPATIAL_DIMS = 3
+PHASES = 8  # sub-volumes of the decimation by 2 along each of the 3 axes
+
+
+def space_to_depth(volume: torch.Tensor) -> torch.Tensor:
+    """(B, C, X, Y, Z) with even sizes -> (B, 8C, X/2, Y/2, Z/2), lossless (MONAI ``pixelunshuffle``)."""
+    if volume.ndim != 5:
+        raise ValueError(f"expected a batched 3D volume (B, C, X, Y, Z), got shape {volume.shape}")
+    if volume.shape[2] % 2 or volume.shape[3] % 2 or volume.shape[4] % 2:
+        raise ValueError(
+            f"space-to-depth needs even spatial sizes, got {volume.shape[2:]}; resample to the "
+            "182x218x182 MNI grid or pad/crop to even sizes"
+        )
+    return pixelunshuffle(volume, 3, 2)
+
+
+def depth_to_space(volume: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`space_to_depth`: (B, 8C, X, Y, Z) -> (B, C, 2X, 2Y, 2Z) (MONAI ``pixelshuffle``)."""
+    return pixelshuffle(volume, 3, 2)
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> Convolution:
+    return Convolution(
+        SPATIAL_DIMS, in_channels, out_channels, kernel_size=3, act="RELU", norm="BATCH", adn_ordering="NDA"
+    )
+
+
+class SpaceToDepthUNet3D(nn.Module):
+    """3D U-Net on the space-to-depth volume, with a full-resolution reconstruction block.
+
+    Args:
+        in_channels: image channels (1: a T1 whose lesions are set to -1 for non-blind filling, or the raw T1 for
+            blind inpainting; the paper encodes the mask by the fill value).
+        out_channels: output image channels.
+        filters: filters at the first level (paper: 40), doubled at each level down and halved back up.
+        levels: resolution levels of the U-Net (3 max-poolings for 4 levels).
+        recon_filters: filters of the reconstruction block's conv (paper: 8).
+        deep_supervision: in training mode return ``[full, low]`` (full-resolution output first, as MONAI's
+            ``DeepSupervisionLoss`` expects); in eval mode, or when False, return only the full-resolution output.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        filters: int = 40,
+        levels: int = 4,
+        recon_filters: int = 8,
+        deep_supervision: bool = True,
+    ) -> None:
+        super().__init__()
+        if min(in_channels, out_channels, filters, recon_filters) < 1 or levels < 1:
+            raise ValueError(
+                f"channels, filters and levels must be positive, got in_channels={in_channels}, "
+                f"out_channels={out_channels}, filters={filters}, levels={levels}, recon_filters={recon_filters}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.levels = levels
+        self.deep_supervision = deep_supervision
+        #: the half-resolution grid is padded to a multiple of this so that every pooling halves exactly
+        self.multiple = 2 ** (levels - 1)
+        widths = [filters * 2**i for i in range(levels)]
+        self.encoders = nn.ModuleList(
+            _conv_bn_relu(c_in, c_out) for c_in, c_out in zip([in_channels * PHASES, *widths[:-1]], widths)
+        )
+        # decoder level i: upsampled features of level i+1 concatenated with the skip of level i
+        self.decoders = nn.ModuleList(
+            _conv_bn_relu(widths[i + 1] + widths[i], widths[i]) for i in range(levels - 1)
+        )
+        self.low_head = nn.Conv3d(widths[0], out_channels * PHASES, kernel_size=1)
+        self.reconstruction = Convolution(
+            SPATIAL_DIMS,
+            out_channels * (PHASES + 1),
+            recon_filters,
+            kernel_size=3,
+            act="RELU",
+            norm="BATCH",
+            adn_ordering="AN",  # conv, ReLU, BN as in the paper
+        )
+        self.full_head = nn.Conv3d(recon_filters, out_channels, kernel_size=1)
+
+    def _unet(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, encoder in enumerate(self.encoders):
+            x = encoder(x if i == 0 else F.max_pool3d(x, 2))
+            skips.append(x)
+        for i in reversed(range(self.levels - 1)):
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = self.decoders[i](torch.cat([x, skips[i]], dim=1))
+        return x
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if image.ndim != 5 or image.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (B, {self.in_channels}, X, Y, Z), got shape {image.shape}")
+        low_in = space_to_depth(image)
+        half = low_in.shape[2:]
+        padding = [0, -half[2] % self.multiple, 0, -half[1] % self.multiple, 0, -half[0] % self.multiple]
+        features = self._unet(F.pad(low_in, padding))
+        low = self.low_head(features)[:, :, : half[0], : half[1], : half[2]]
+        upsampled = F.interpolate(low, scale_factor=2.0, mode="trilinear", align_corners=False)
+        full = self.full_head(self.reconstruction(torch.cat([upsampled, depth_to_space(low)], dim=1)))
+        if self.deep_supervision and self.training:
+            return [full, low]
+        return full
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, deep_supervision={self.deep_supervision}"
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
