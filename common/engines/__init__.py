@@ -15,3 +15,24 @@ __all__ = [
     "detach_outputs",
     "prepare_inpainting_batch",
 ]
+
+# autoinpainting: sliding-circle search for unsupervised tumour segmentation
+from .autoinpainting import (  # noqa: E402
+    AutoInpainter,
+    AutoInpaintingInferer,
+    SliceResult,
+    residual_volume,
+    segment_residual,
+)
+
+__all__ += ["AutoInpainter", "AutoInpaintingInferer", "SliceResult", "residual_volume", "segment_residual"]
+
+# object removal (segmenter + EdgeConnect inpainters) on the shared GAN engine
+from .object_removal import (  # noqa: E402, F401
+    HoleNormalisedL1Loss,
+    InpainterInput,
+    NormalisedMaskExpansionLoss,
+    PipelineBatchPreparer,
+    PipelineInput,
+    SegmenterLoss,
+)

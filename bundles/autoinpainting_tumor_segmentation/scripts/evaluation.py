@@ -1,0 +1,197 @@
+"""Segmentation evaluation of autoinpainting (and of the anomaly-detection baselines) on tumour slices.
+
+Per subject, its tumour slices are stacked into a volume; the residual volume (common.engines.residual_volume)
+is thresholded at a fixed threshold (Dice, precision, recall) and at the per-subject best threshold from the
+range ``[start, stop, step]`` (Dice). Subjects are averaged. Figures show, for the slice with the largest tumour
+of each subject: the slice, the candidate circles (top-k in colour), the final mask, the inpainted slice, the
+residual and the ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import Compose, EnsureChannelFirst, LoadImage
+
+from common.engines import AutoInpainter, residual_volume
+from common.metrics import BestThresholdDiceMetric, BinaryOverlapMetric
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["load_tumour_cases", "segment_subjects", "evaluate_segmentation", "save_panel"]
+
+
+def _read_mask(path: str) -> torch.Tensor:
+    mask = EnsureChannelFirst()(LoadImage(image_only=True)(path))
+    return (mask.as_tensor() > 0).float()
+
+
+def load_tumour_cases(datalist: Sequence[dict], load: Sequence) -> dict[str, list[dict]]:
+    """{subject: [slices sorted by z]}, each ``{"image", "label", "ooi", "z"}``, the image preprocessed by the
+    bundle's ``load`` transforms (key ``image``), tumour label and brain mask as (1, H, W) binary tensors."""
+    preprocess = Compose(list(load))
+    subjects: dict[str, list[dict]] = defaultdict(list)
+    for entry in datalist:
+        image = preprocess({"image": entry["image_tumour"]})["image"]
+        # load_decathlon_datalist turns "sub-007" into a path when a folder of that name exists
+        subject = Path(str(entry["subject"])).name
+        subjects[subject].append(
+            {
+                "image": image.as_tensor() if hasattr(image, "as_tensor") else image,
+                "label": _read_mask(entry["label_tumour"]),
+                "ooi": _read_mask(entry["brain"]),
+                "z": entry.get("slice_z", len(subjects[subject])),
+            }
+        )
+    if not subjects:
+        raise ValueError("the segmentation datalist is empty: no slice with a tumour.")
+    return {s: sorted(v, key=lambda c: c["z"]) for s, v in sorted(subjects.items())}
+
+
+def segment_subjects(
+    predict: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, object]],
+    subjects: dict[str, list[dict]],
+    threshold: float,
+    best_threshold_range: Sequence[float] = (0.0, 0.8, 0.02),
+) -> dict:
+    """Run ``predict(image, ooi) -> (inpainted or reconstruction, details)`` on every slice and score the
+    residuals per subject. Returns per-subject metrics, their means and the per-slice outputs (for figures)."""
+    metrics = {
+        name: BinaryOverlapMetric(name, threshold=threshold) for name in ("dice", "precision", "recall")
+    }
+    best = BestThresholdDiceMetric(*best_threshold_range)
+    per_subject, outputs = {}, {}
+    for subject, cases in subjects.items():
+        predictions = [predict(c["image"], c["ooi"]) for c in cases]
+        images = torch.stack([c["image"] for c in cases], -1)
+        inpainted = torch.stack([p[0].cpu() for p in predictions], -1)
+        labels = torch.stack([c["label"] for c in cases], -1)
+        residual = residual_volume(images, inpainted)
+        values = {name: float(m(residual[None], labels[None]).item()) for name, m in metrics.items()}
+        values["dice_best"] = float(best(residual[None], labels[None]).item())
+        values["best_threshold"] = float(best.best_thresholds[0])
+        values["slices"] = len(cases)
+        per_subject[subject] = values
+        outputs[subject] = {
+            "residual": residual,
+            "inpainted": inpainted,
+            "details": [p[1] for p in predictions],
+        }
+    names = ("dice", "precision", "recall", "dice_best")
+    mean = {n: float(np.nanmean([v[n] for v in per_subject.values()])) for n in names}
+    std = {n: float(np.nanstd([v[n] for v in per_subject.values()])) for n in names}
+    return {"mean": mean, "std": std, "subjects": per_subject, "outputs": outputs}
+
+
+def save_panel(path: Path, case: dict, inpainted, residual, details, title: str, threshold: float) -> None:
+    """One PNG row: slice, candidate circles (top-k coloured), final mask, inpainted, residual, truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = case["image"][0].numpy()
+    panels = [("slice", image, "gray", None)]
+    if details is not None and getattr(details, "circles", None) is not None and len(details.circles):
+        circles = np.zeros(image.shape + (3,))
+        circles[..., :] = image[..., None]
+        edges = [c ^ _erode(c) for c in details.circles]
+        for edge in edges:
+            circles[edge] = (0.3, 0.6, 1.0)
+        for k in details.top:
+            circles[edges[k]] = (1.0, 0.2, 0.2)
+        panels.append((f"{len(edges)} circles, top {len(details.top)}", circles, None, None))
+        panels.append(
+            (
+                "final mask" + (" (unchanged)" if details.unchanged else ""),
+                details.mask[0].cpu().numpy(),
+                "gray",
+                (0, 1),
+            )
+        )
+    panels += [
+        ("inpainted" if details is not None else "reconstruction", inpainted[0].numpy(), "gray", (0, 1)),
+        ("residual", residual[0].numpy(), "magma", (0, 0.5)),
+        (f"residual > {threshold}", (residual[0].numpy() > threshold).astype(float), "gray", (0, 1)),
+        ("truth", case["label"][0].numpy(), "gray", (0, 1)),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.8))
+    for ax, (name, data, cmap, limits) in zip(axes, panels):
+        ax.imshow(
+            np.rot90(data), cmap=cmap, **({} if limits is None else {"vmin": limits[0], "vmax": limits[1]})
+        )
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _erode(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask)
+
+
+def write_report(
+    result: dict, subjects: dict, output_dir: str, model_name: str, threshold: float, extra=None
+) -> dict:
+    """Write ``segmentation_<model>.json`` and one panel per subject; return the JSON-able summary."""
+    out = Path(output_dir)
+    summary = {
+        "model": model_name,
+        "threshold": threshold,
+        "mean": result["mean"],
+        "std": result["std"],
+        "subjects": result["subjects"],
+        **(extra or {}),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"segmentation_{model_name}.json").write_text(json.dumps(summary, indent=2))
+    for subject, cases in subjects.items():
+        k = int(np.argmax([c["label"].sum() for c in cases]))
+        produced = result["outputs"][subject]
+        save_panel(
+            out / "figures" / f"{model_name}_{subject}.png",
+            cases[k],
+            produced["inpainted"][..., k],
+            produced["residual"][..., k],
+            produced["details"][k],
+            f"{model_name}, {subject}, z={cases[k]['z']}, subject Dice {result['subjects'][subject]['dice']:.3f}",
+            threshold,
+        )
+    logger.info("%s segmentation: %s", model_name, result["mean"])
+    return summary
+
+
+def evaluate_segmentation(
+    network,
+    datalist: Sequence[dict],
+    load: Sequence,
+    search: dict,
+    threshold: float,
+    best_threshold_range: Sequence[float],
+    output_dir: str,
+    model_name: str,
+    device=None,
+) -> dict:
+    """Autoinpainting segmentation of every tumour slice of ``datalist``; writes the report and figures."""
+    network.eval()
+    searcher = AutoInpainter(**search)
+
+    def predict(image, ooi):
+        result = searcher.inpaint_slice(network, image.to(device), ooi.to(device))
+        return result.inpainted, result
+
+    subjects = load_tumour_cases(datalist, load)
+    with torch.no_grad():
+        result = segment_subjects(predict, subjects, threshold, best_threshold_range)
+    return write_report(result, subjects, output_dir, model_name, threshold, {"search": dict(search)})

@@ -1,0 +1,183 @@
+"""Input handling of the 2D inpainting bundle: 2D checks, intensity scaling to [0, 1] and back, mask checks."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform, SqueezeDim
+
+from common.transforms import load_mask_bank, write_mask_bank
+
+__all__ = [
+    "CheckInpaintingInputd",
+    "Ensure2Dd",
+    "RestoreIntensityd",
+    "UnitIntensityd",
+    "ensure_mask_bank",
+    "load_unit_images",
+]
+
+
+class Ensure2Dd(MapTransform):
+    """Make channel-first images 2D: drop trailing singleton spatial dims (a one-slice DICOM reads as
+    ``(C, H, W, 1)``); anything still 3D is an error (this is a 2D model: slice volumes first)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            while image.ndim > 3 and image.shape[-1] == 1:
+                image = SqueezeDim(dim=-1)(image)  # also drops the dimension from the affine
+            if image.ndim != 3:
+                raise ValueError(
+                    f"{key!r} has shape {tuple(d[key].shape)} (channel first): this 2D model needs one slice "
+                    "(C, H, W); slice 3D volumes first (see docs/README.md, 'Your own data')"
+                )
+            d[key] = image
+        return d
+
+
+class UnitIntensityd(MapTransform):
+    """Scale ``keys`` to [0, 1] between the ``lower``/``upper`` percentiles (clipped), remembering them.
+
+    Written here rather than MONAI's ``ScaleIntensityRangePercentilesd`` because the percentiles are taken over
+    the known pixels only (``mask_key``, 1 = hole: a lesion in the hole must not change the scaling) and are
+    stored under ``info_key`` so :class:`RestoreIntensityd` returns the output in the input's units.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        lower: float = 0.5,
+        upper: float = 99.5,
+        mask_key: str | None = None,
+        info_key: str = "intensity_range",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if not 0 <= lower < upper <= 100:
+            raise ValueError(f"need 0 <= lower < upper <= 100, got {lower}, {upper}")
+        self.lower, self.upper, self.mask_key, self.info_key = lower, upper, mask_key, info_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            values = np.asarray(
+                image.detach().cpu() if isinstance(image, torch.Tensor) else image, np.float32
+            )
+            if np.isnan(values).any():
+                raise ValueError(f"{key!r} contains NaN values")
+            known = values
+            if self.mask_key is not None:
+                known = values[:, np.asarray(d[self.mask_key])[0] < 0.5]
+            low, high = (float(v) for v in np.percentile(known, [self.lower, self.upper]))
+            if high <= low:
+                raise ValueError(
+                    f"{key!r} is constant over its known pixels ({low}); nothing to inpaint from"
+                )
+            d[key] = ((image - low) / (high - low)).clip(0.0, 1.0)
+            d[self.info_key] = torch.tensor([low, high])
+        return d
+
+
+class CheckInpaintingInputd(MapTransform):
+    """Check an (image, mask) pair for inference and binarise the mask (non-zero = hole).
+
+    Errors: the mask's spatial shape differs from the image's, it has more than one channel, the image has
+    NaNs, the mask is empty (nothing to inpaint) or covers the whole image (nothing to inpaint from).
+    """
+
+    def __init__(self, keys: KeysCollection = "image", mask_key: str = "mask") -> None:
+        super().__init__(keys)
+        self.mask_key = mask_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        if self.mask_key not in d:
+            raise KeyError(f"each datalist entry needs a {self.mask_key!r} (1 = hole) next to the image")
+        mask = d[self.mask_key]
+        for key in self.key_iterator(d):
+            image = d[key]
+            if tuple(mask.shape[1:]) != tuple(image.shape[1:]):
+                raise ValueError(
+                    f"mask shape {tuple(mask.shape[1:])} does not match the image's {tuple(image.shape[1:])}"
+                )
+        if mask.shape[0] != 1:
+            raise ValueError(f"the mask must have one channel, got {mask.shape[0]}")
+        hole = mask != 0
+        if not hole.any():
+            raise ValueError("the mask is empty: no pixel to inpaint (1 / non-zero = hole)")
+        if hole.all():
+            raise ValueError("the mask covers the whole image: there is nothing to inpaint from")
+        d[self.mask_key] = (
+            hole.to(torch.float32) if isinstance(hole, torch.Tensor) else hole.astype(np.float32)
+        )
+        return d
+
+
+class RestoreIntensityd(MapTransform):
+    """Map ``keys`` (the [0, 1] output) back to the input's units and keep the original pixels outside the hole.
+
+    A prediction of another size (the network's ``image_size``) is resized bilinearly to the input's first.
+    ``original_key`` holds the unscaled input image as read, before :class:`Ensure2Dd` (its shape and metadata
+    are given to the output, so the writer keeps the geometry, a DICOM slice's position included); ``info_key`` the range stored by :class:`UnitIntensityd`.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        original_key: str = "original",
+        mask_key: str = "mask",
+        info_key: str = "intensity_range",
+    ) -> None:
+        super().__init__(keys)
+        self.original_key, self.mask_key, self.info_key = original_key, mask_key, info_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        original = d[self.original_key]
+        low, high = (float(v) for v in d[self.info_key])
+        hole = torch.as_tensor(d[self.mask_key]).cpu() > 0.5
+        stored = torch.as_tensor(original).cpu().float()
+        reference = stored.reshape(stored.shape[:3])  # (C, H, W): a one-slice DICOM is stored as (C, H, W, 1)
+        for key in self.key_iterator(d):
+            pred = torch.as_tensor(d[key]).detach().cpu().float() * (high - low) + low
+            if pred.shape[1:] != reference.shape[1:]:  # the network ran at another size: back to the input's
+                pred = F.interpolate(pred[None], size=reference.shape[1:], mode="bilinear")[0]
+            out = torch.where(hole, pred, reference).reshape(stored.shape)
+            meta = dict(original.meta) if isinstance(original, MetaTensor) else {}
+            # a grey slice is written without channel dim, whatever the reader said (ITK marks DICOM's as NaN)
+            meta.update(
+                spatial_shape=tuple(out.shape[1:]), original_channel_dim="no_channel" if len(out) == 1 else 0
+            )
+            d[key] = MetaTensor(out, meta=meta)
+        return d
+
+
+def ensure_mask_bank(
+    directory: str, count: int = 200, seed: int = 0, area_range: Sequence[float] = (0.01, 0.1)
+):
+    """The irregular-shape bank for ``shape="irregular"``: written once (``count`` 256x256 masks) then reused."""
+    path = Path(directory)
+    if not path.is_dir() or not any(path.iterdir()):
+        write_mask_bank(path, count=count, area_range=area_range, seed=seed)
+    load_mask_bank(path)  # fail here, not in a data-loader worker
+    return str(path)
+
+
+def load_unit_images(datalist: Sequence[Mapping[str, Any]], count: int = 16, key: str = "image") -> list:
+    """The first ``count`` images of a datalist, 2D and scaled to [0, 1]: the "other image" segment sources."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    load = Compose(
+        [LoadImaged(key, image_only=True), EnsureChannelFirstd(key), Ensure2Dd(key), UnitIntensityd(key)]
+    )
+    return [np.asarray(load(dict(entry))[key], dtype=np.float32) for entry in list(datalist)[:count]]

@@ -1,0 +1,303 @@
+"""Autoinpainting (Astaraki et al.): unsupervised tumour segmentation by inpainting with a network trained on
+healthy images only.
+
+Per 2D slice (:meth:`AutoInpainter.inpaint_slice`):
+
+1. circles of ``radius`` (27 px) with centres on a ``step`` (15 px) grid inside the organ of interest (OOI)
+   (:func:`common.transforms.sliding_circle_masks`); each is inpainted, **in batches** of ``batch_size``
+   circles per forward pass (``batch_size=1`` is the naive one-circle-per-pass loop, same outputs);
+2. score of a circle = sum of |input - inpainted| inside it (all channels); the ``top_k`` (3) best circles
+   are united;
+3. the union is dilated by squares of width 7, 9, 11, 13, 15 (``dilation_widths``); the union and its
+   dilations are inpainted together (six inpaintings);
+4. choice rule (ours; the paper says "keep the larger mask while the residual grows"): with ``R_k`` the
+   residual sum of candidate ``k`` (union first, then increasing widths), start at the union and move from
+   the kept candidate to the next one while ``R_next > (1 + growth_tolerance) * R_kept``; stop at the first
+   candidate that does not grow by more than the tolerance (default 5 %, relative);
+5. the final residual |input - inpainted| (channel mean) is binarised at ``component_threshold``; if its
+   largest 8-connected component is smaller than a disc of ``min_tumour_radius`` (6 px, area pi r^2), the
+   slice is returned unchanged (inpainted = input, residual 0, empty mask).
+
+Inpainted images are composites (network output inside the hole, the input elsewhere), so residuals are zero
+outside the chosen mask. Volumes (:func:`residual_volume`): the stacked slices of a subject and their
+inpaintings are both scaled to [0, 1] with the *input* volume's minimum and maximum (one affine map, so
+healthy tissue keeps a zero residual), and the residual is their absolute difference (channel mean), which
+:func:`segment_residual` thresholds (fixed threshold; per-subject best threshold with
+:class:`common.metrics.BestThresholdDiceMetric`).
+
+:class:`AutoInpaintingInferer` runs the pipeline as a MONAI inferer in a bundle's evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.inferers import Inferer
+from scipy import ndimage
+
+from ..transforms.masks import sliding_circle_masks
+
+__all__ = [
+    "AutoInpainter",
+    "AutoInpaintingInferer",
+    "SliceResult",
+    "residual_volume",
+    "segment_residual",
+]
+
+
+@dataclass
+class SliceResult:
+    """What :meth:`AutoInpainter.inpaint_slice` found on one slice (tensors on the network's device).
+
+    ``inpainted`` (C, H, W) composite; ``residual`` (1, H, W) channel-mean |input - inpainted|; ``mask``
+    (1, H, W) the chosen hole (empty when unchanged); ``circles`` (N, H, W) bool candidate circles,
+    ``centres`` (N, 2), ``scores`` (N,); ``top`` indices of the kept circles; ``candidate_residuals`` R_k of
+    the union and its dilations; ``chosen`` index into them (-1 when no circle fits in the OOI);
+    ``unchanged`` whether the slice was returned unchanged.
+    """
+
+    inpainted: torch.Tensor
+    residual: torch.Tensor
+    mask: torch.Tensor
+    circles: np.ndarray
+    centres: np.ndarray
+    scores: np.ndarray
+    top: np.ndarray
+    candidate_residuals: np.ndarray
+    chosen: int
+    unchanged: bool
+
+
+def _check_image(image: torch.Tensor, name: str, dims: int) -> None:
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(image).__name__}.")
+    if image.dim() != dims:
+        raise ValueError(f"{name} must have {dims} dimensions, got shape {tuple(image.shape)}.")
+    if not torch.isfinite(image).all():
+        raise ValueError(f"{name} contains NaN or inf values.")
+
+
+class AutoInpainter:
+    """The autoinpainting search on 2D slices; every number of the paper is an argument.
+
+    Args:
+        radius, step: sliding circles (px).
+        top_k: circles kept and united.
+        dilation_widths: widths (odd, px) of the square structuring elements dilating the union.
+        growth_tolerance: relative residual growth needed to keep the next larger mask (see module docstring).
+        min_tumour_radius: slices whose largest residual component is smaller than a disc of this radius are
+            returned unchanged (0 disables the check).
+        component_threshold: residual level (on the [0, 1] image scale) binarised for that check.
+        batch_size: circles inpainted per forward pass (1 = naive loop).
+        fill_value: intensity put in the holes of the network input.
+        crop_size: if set, circles are scored on crops of this size around them (speed option, not the
+            paper's; see :meth:`circle_scores`); the six final inpaintings always use the whole slice.
+    """
+
+    def __init__(
+        self,
+        radius: float = 27,
+        step: int = 15,
+        top_k: int = 3,
+        dilation_widths: Sequence[int] = (7, 9, 11, 13, 15),
+        growth_tolerance: float = 0.05,
+        min_tumour_radius: float = 6,
+        component_threshold: float = 0.1,
+        batch_size: int = 32,
+        fill_value: float = 0.0,
+        crop_size: int | None = None,
+    ) -> None:
+        if radius <= 0 or step < 1 or top_k < 1 or batch_size < 1:
+            raise ValueError(
+                f"need radius > 0, step >= 1, top_k >= 1, batch_size >= 1; got {radius}, {step}, {top_k}, {batch_size}."
+            )
+        if any(int(w) != w or w < 1 or w % 2 == 0 for w in dilation_widths):
+            raise ValueError(f"dilation widths must be odd positive integers, got {list(dilation_widths)}.")
+        if growth_tolerance < 0 or min_tumour_radius < 0:
+            raise ValueError("growth_tolerance and min_tumour_radius must be >= 0.")
+        self.radius, self.step, self.top_k = float(radius), int(step), int(top_k)
+        self.dilation_widths = [int(w) for w in dilation_widths]
+        self.growth_tolerance = float(growth_tolerance)
+        self.min_tumour_radius = float(min_tumour_radius)
+        self.component_threshold = float(component_threshold)
+        self.batch_size = int(batch_size)
+        self.fill_value = float(fill_value)
+        if crop_size is not None and crop_size <= 2 * radius:
+            raise ValueError(f"crop_size must exceed the circle's diameter {2 * radius}, got {crop_size}.")
+        self.crop_size = None if crop_size is None else int(crop_size)
+
+    @torch.no_grad()
+    def inpaint(self, network, image: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+        """Composites of ``image`` ((C, H, W), or one image per hole (N, C, H, W)) inpainted in each of
+        ``holes`` (N, 1, H, W), ``batch_size`` holes per forward pass of ``network`` (input: masked image and
+        mask concatenated)."""
+        outputs = []
+        for start in range(0, holes.shape[0], self.batch_size):
+            mask = holes[start : start + self.batch_size].to(image.dtype)
+            known = image[None] if image.dim() == 3 else image[start : start + self.batch_size]
+            masked = known * (1 - mask) + self.fill_value * mask
+            pred = network(torch.cat([masked, mask], 1))
+            outputs.append(pred * mask + known * (1 - mask))
+        return torch.cat(outputs)
+
+    def circle_scores(
+        self, network, image: torch.Tensor, holes: torch.Tensor, centres: np.ndarray
+    ) -> np.ndarray:
+        """Score of each circle: sum of |input - inpainted| (all channels). With ``crop_size``, each circle is
+        inpainted in a ``crop_size`` square around its centre (shifted to stay inside the image) instead of the
+        whole slice: faster, but the network sees less context than in training."""
+        if self.crop_size is None:
+            return (self.inpaint(network, image, holes) - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
+        spatial = np.array(image.shape[1:])
+        size = np.minimum(self.crop_size, spatial)
+        starts = np.clip(centres - size // 2, 0, spatial - size)
+        windows = [(slice(None), slice(y, y + size[0]), slice(x, x + size[1])) for y, x in starts]
+        crops = torch.stack([image[w] for w in windows])
+        crop_holes = torch.stack([hole[w] for hole, w in zip(holes, windows)])
+        return (self.inpaint(network, crops, crop_holes) - crops).abs().sum(dim=(1, 2, 3)).cpu().numpy()
+
+    def dilate(self, mask: torch.Tensor) -> torch.Tensor:
+        """(1, 1, H, W) mask -> (1 + len(widths), 1, H, W): the mask and its square dilations."""
+        return torch.cat(
+            [mask] + [F.max_pool2d(mask, w, stride=1, padding=w // 2) for w in self.dilation_widths]
+        )
+
+    def choose(self, residual_sums: Sequence[float]) -> int:
+        """Index of the kept candidate (see the module docstring's rule)."""
+        kept = 0
+        for k in range(1, len(residual_sums)):
+            if residual_sums[k] > (1 + self.growth_tolerance) * residual_sums[kept]:
+                kept = k
+            else:
+                break
+        return kept
+
+    def is_too_small(self, residual: torch.Tensor) -> bool:
+        """Whether the largest 8-connected component of ``residual > component_threshold`` is smaller than a
+        disc of ``min_tumour_radius``."""
+        if self.min_tumour_radius == 0:
+            return False
+        labels, count = ndimage.label(
+            (residual[0] > self.component_threshold).cpu().numpy(), structure=np.ones((3, 3))
+        )
+        largest = np.bincount(labels.ravel())[1:].max() if count else 0
+        return largest < math.pi * self.min_tumour_radius**2
+
+    def inpaint_slice(self, network, image: torch.Tensor, ooi: torch.Tensor) -> SliceResult:
+        """Run the search on one slice: ``image`` (C, H, W) on the network's scale, ``ooi`` (H, W) or (1, H, W)
+        organ-of-interest mask. A slice whose OOI holds no grid point is returned unchanged."""
+        _check_image(image, "image", 3)
+        ooi = ooi[0] if ooi.dim() == 3 else ooi
+        if tuple(ooi.shape) != tuple(image.shape[1:]):
+            raise ValueError(
+                f"OOI shape {tuple(ooi.shape)} differs from the image's {tuple(image.shape[1:])}."
+            )
+        region = ooi.detach().cpu().numpy() > 0
+        empty = np.zeros((0, *region.shape), bool)
+        if not region[:: self.step, :: self.step].any():
+            return self._unchanged(image, empty, np.zeros((0, 2), int), np.zeros(0), -1)
+        circles, centres = sliding_circle_masks(region, self.radius, self.step)
+        holes = torch.as_tensor(circles[:, None], device=image.device)
+        scores = self.circle_scores(network, image, holes, centres)
+        top = np.argsort(-scores, kind="stable")[: self.top_k]
+        union = holes[top].amax(0, keepdim=True).to(image.dtype)
+        candidates = self.dilate(union)
+        candidate_images = self.inpaint(network, image, candidates)
+        sums = (candidate_images - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
+        chosen = self.choose(sums)
+        residual = (candidate_images[chosen] - image).abs().mean(0, keepdim=True)
+        if self.is_too_small(residual):
+            return self._unchanged(image, circles, centres, scores, chosen, top, sums)
+        return SliceResult(
+            candidate_images[chosen],
+            residual,
+            candidates[chosen],
+            circles,
+            centres,
+            scores,
+            top,
+            sums,
+            chosen,
+            False,
+        )
+
+    def _unchanged(self, image, circles, centres, scores, chosen, top=None, sums=None) -> SliceResult:
+        zeros = torch.zeros_like(image[:1])
+        return SliceResult(
+            image.clone(),
+            zeros,
+            zeros.clone(),
+            circles,
+            centres,
+            scores,
+            np.zeros(0, int) if top is None else top,
+            np.zeros(0) if sums is None else sums,
+            chosen,
+            True,
+        )
+
+
+def residual_volume(images: torch.Tensor, inpainted: torch.Tensor) -> torch.Tensor:
+    """Residual of a subject: both stacks (any shape, channel first) scaled to [0, 1] by the input's min/max
+    (one map for both), absolute difference averaged over channels -> (1, ...)."""
+    _check_image(images, "images", images.dim())
+    if images.shape != inpainted.shape:
+        raise ValueError(
+            f"images {tuple(images.shape)} and inpainted {tuple(inpainted.shape)} differ in shape."
+        )
+    low, high = images.min(), images.max()
+    scale = (high - low).clamp(min=1e-12)
+    return (((inpainted - low) / scale).clamp(0, 1) - (images - low) / scale).abs().mean(0, keepdim=True)
+
+
+def segment_residual(residual: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Binary segmentation ``residual > threshold`` (float 0/1)."""
+    return (residual > threshold).to(torch.float32)
+
+
+class AutoInpaintingInferer(Inferer):
+    """MONAI inferer running :class:`AutoInpainter` slice by slice on a batch ``(B, C, H, W)`` with the OOI
+    passed as ``ooi=(B, 1, H, W)`` (e.g. via ``monai.engines.PrepareBatchExtraInput({"ooi": "ooi"})``).
+
+    Each slice is its own "volume" (:func:`residual_volume`). Returns ``(B, 2 + C, H, W)``: channel 0 the
+    segmentation ``residual > threshold``, channel 1 the residual, then the inpainted image; the metadata of
+    ``inputs`` (affine, file name) are kept so ``SaveImaged`` writes in the input's geometry.
+
+    Args:
+        threshold: fixed segmentation threshold on the [0, 1] residual.
+        **kwargs: :class:`AutoInpainter` arguments.
+    """
+
+    def __init__(self, threshold: float = 0.1, **kwargs) -> None:
+        super().__init__()
+        self.threshold = float(threshold)
+        self.search = AutoInpainter(**kwargs)
+
+    def __call__(self, inputs: torch.Tensor, network, *args, ooi: torch.Tensor | None = None, **kwargs):
+        _check_image(inputs, "inputs", 4)
+        if ooi is None:
+            raise ValueError(
+                "the autoinpainting inferer needs the organ-of-interest mask: pass ooi=(B, 1, H, W)."
+            )
+        if ooi.shape[0] != inputs.shape[0] or tuple(ooi.shape[2:]) != tuple(inputs.shape[2:]):
+            raise ValueError(f"ooi shape {tuple(ooi.shape)} does not match inputs {tuple(inputs.shape)}.")
+        plain = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
+        outputs = []
+        for image, region in zip(plain, ooi):
+            result = self.search.inpaint_slice(network, image, region)
+            residual = residual_volume(image, result.inpainted)
+            outputs.append(
+                torch.cat([segment_residual(residual, self.threshold), residual, result.inpainted])
+            )
+        stacked = torch.stack(outputs)
+        if isinstance(inputs, MetaTensor):
+            stacked = MetaTensor(stacked)
+            stacked.copy_meta_from(inputs)
+        return stacked

@@ -1,0 +1,171 @@
+"""Autoinpainting search: circle scoring, top-k union, dilation choice, small-component rule, batching, inferer."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from common.engines import AutoInpainter, AutoInpaintingInferer, residual_volume, segment_residual
+from common.networks import GatedUNet
+
+SIZE = 96
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids oversubscription on the shared CPU (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def disc(centre, radius, size=SIZE):
+    yy, xx = np.mgrid[:size, :size]
+    return ((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2).astype(np.float32)
+
+
+class Oracle(torch.nn.Module):
+    """A perfect 'healthy' inpainter: always returns the known healthy image."""
+
+    def __init__(self, healthy):
+        super().__init__()
+        self.healthy = healthy
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.healthy.expand(x.shape[0], *self.healthy.shape)
+
+
+@pytest.fixture
+def scene():
+    healthy = torch.full((1, SIZE, SIZE), 0.3)
+    tumour = torch.from_numpy(disc((40, 50), 9))[None]
+    image = healthy + 0.5 * tumour
+    ooi = torch.from_numpy(disc((48, 48), 40))
+    return healthy, image, tumour, ooi
+
+
+def test_oracle_inpainter_segments_the_tumour(scene):
+    healthy, image, tumour, ooi = scene
+    search = AutoInpainter(radius=12, step=6, batch_size=16)
+    result = search.inpaint_slice(Oracle(healthy), image, ooi)
+    assert not result.unchanged
+    # every kept circle overlaps the tumour, and the best one contains its centre
+    best = result.circles[result.top[0]]
+    assert best[40, 50]
+    assert all((result.circles[k] & (tumour[0].numpy() > 0)).any() for k in result.top)
+    # the composite equals the input outside the chosen mask and the healthy image inside it
+    inside = result.mask.bool()
+    torch.testing.assert_close(result.inpainted[~inside], image[~inside])
+    torch.testing.assert_close(result.inpainted[inside], healthy[inside])
+    # the chosen mask covers the tumour, so the residual is exactly the tumour contrast
+    segmentation = segment_residual(residual_volume(image, result.inpainted), 0.1)
+    assert torch.equal(segmentation, tumour)
+
+
+def test_growth_rule_keeps_the_larger_mask_only_while_the_residual_grows():
+    search = AutoInpainter(growth_tolerance=0.05)
+    assert search.choose([10, 20, 20.5, 30]) == 1  # 20.5 <= 1.05 * 20: stop
+    assert search.choose([10, 10.4, 30]) == 0  # the first dilation adds < 5 %
+    assert search.choose([1, 2, 3, 4, 5, 6]) == 5
+
+
+def test_dilations_are_squares_of_the_configured_widths():
+    search = AutoInpainter(dilation_widths=(3, 7))
+    point = torch.zeros(1, 1, 21, 21)
+    point[..., 10, 10] = 1
+    stack = search.dilate(point)
+    assert stack.shape == (3, 1, 21, 21)
+    assert [int(s.sum()) for s in stack] == [1, 9, 49]
+    assert torch.equal(stack[2, 0, 7:14, 7:14], torch.ones(7, 7))
+
+
+def test_residual_smaller_than_min_tumour_disc_returns_the_slice_unchanged(scene):
+    healthy, _, _, ooi = scene
+    small = torch.from_numpy(disc((40, 50), 3))[None]  # area 29 < pi * 6^2 = 113
+    image = healthy + 0.5 * small
+    result = AutoInpainter(radius=12, step=6).inpaint_slice(Oracle(healthy), image, ooi)
+    assert small.sum() < math.pi * 36
+    assert result.unchanged
+    assert torch.equal(result.inpainted, image) and result.residual.sum() == 0 and result.mask.sum() == 0
+    # with the check disabled, the same slice is segmented
+    assert (
+        not AutoInpainter(radius=12, step=6, min_tumour_radius=0)
+        .inpaint_slice(Oracle(healthy), image, ooi)
+        .unchanged
+    )
+
+
+def test_ooi_without_grid_points_returns_unchanged(scene):
+    healthy, image, _, _ = scene
+    ooi = torch.zeros(SIZE, SIZE)
+    ooi[1:3, 1:3] = 1  # no multiple of step=15 inside
+    result = AutoInpainter().inpaint_slice(Oracle(healthy), image, ooi)
+    assert result.unchanged and result.chosen == -1 and len(result.circles) == 0
+
+
+def test_circles_are_batched_and_give_the_same_result_as_one_per_pass(scene):
+    _, image, _, ooi = scene
+    torch.manual_seed(0)
+    net = GatedUNet(channels=(4, 8, 8), kernel_sizes=(5, 3, 3)).eval()
+    naive = Oracle(torch.zeros(1))  # counting wrapper around the real network
+    naive.forward = lambda x: (setattr(naive, "calls", naive.calls + 1), net(x))[1]
+    batched = AutoInpainter(radius=12, step=12, batch_size=64, min_tumour_radius=0)
+    one = AutoInpainter(radius=12, step=12, batch_size=1, min_tumour_radius=0)
+    a = batched.inpaint_slice(net, image, ooi)
+    b = one.inpaint_slice(naive, image, ooi)
+    n = len(a.circles)
+    assert naive.calls == n + 6
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)
+    assert np.array_equal(a.top, b.top) and a.chosen == b.chosen
+    torch.testing.assert_close(a.inpainted, b.inpainted, atol=1e-5, rtol=1e-5)
+
+
+def test_residual_volume_scales_both_with_the_input_range():
+    images = torch.tensor([[[0.0, 10.0], [5.0, 5.0]]])
+    inpainted = torch.tensor([[[0.0, 10.0], [2.0, 5.0]]])
+    np.testing.assert_allclose(residual_volume(images, inpainted).numpy(), [[[0, 0], [0.3, 0]]], atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        residual_volume(images, inpainted[..., :1])
+
+
+def test_inferer_outputs_segmentation_residual_inpainted_with_metadata(scene):
+    healthy, image, tumour, ooi = scene
+    affine = torch.diag(torch.tensor([2.0, 2.0, 1.0, 1.0]))
+    batch = MetaTensor(image[None], affine=affine)
+    inferer = AutoInpaintingInferer(threshold=0.1, radius=12, step=6)
+    out = inferer(batch, Oracle(healthy), ooi=ooi[None, None])
+    assert out.shape == (1, 3, SIZE, SIZE)
+    assert isinstance(out, MetaTensor)
+    torch.testing.assert_close(out.affine, affine.to(out.affine.dtype))
+    assert torch.equal(out[0, :1].as_tensor(), tumour)
+    with pytest.raises(ValueError, match="organ-of-interest"):
+        inferer(batch, Oracle(healthy))
+
+
+def test_bad_search_arguments_raise():
+    with pytest.raises(ValueError, match="odd"):
+        AutoInpainter(dilation_widths=(6,))
+    with pytest.raises(ValueError, match="radius"):
+        AutoInpainter(radius=0)
+    with pytest.raises(ValueError, match="NaN"):
+        AutoInpainter().inpaint_slice(
+            Oracle(torch.zeros(1, 4, 4)), torch.full((1, 4, 4), float("nan")), torch.ones(4, 4)
+        )
+
+
+def test_crop_scoring_finds_the_same_circles_with_an_oracle(scene):
+    """With a context-free (oracle) inpainter, scoring circles on crops gives exactly the full-slice scores."""
+    healthy, image, _, ooi = scene
+    full = AutoInpainter(radius=12, step=6).inpaint_slice(Oracle(healthy), image, ooi)
+    oracle = Oracle(torch.tensor(0.3))  # broadcasts to any crop size
+    oracle.forward = lambda x: torch.full_like(x[:, :1], 0.3)
+    cropped = AutoInpainter(radius=12, step=6, crop_size=32).inpaint_slice(oracle, image, ooi)
+    np.testing.assert_allclose(cropped.scores, full.scores, rtol=1e-5)
+    torch.testing.assert_close(cropped.inpainted, full.inpainted)
+    with pytest.raises(ValueError, match="diameter"):
+        AutoInpainter(radius=12, crop_size=24)

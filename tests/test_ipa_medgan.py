@@ -1,0 +1,348 @@
+"""Bundle-specific code of bundles/ipa_medgan: discriminators, style loss, mask banks, transforms, GAN training
+and resume, evaluation metrics."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+from monai.handlers import CheckpointLoader
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "ipa_medgan"
+
+
+def _load_scripts():
+    """The bundle's ``scripts`` package under a unique name (other bundles also have a ``scripts`` package)."""
+    name = "ipa_medgan_scripts"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+scripts = _load_scripts()
+
+
+# ---------------------------------------------------------------------------------------------- discriminators
+def test_analytic_receptive_field_of_pix2pix_patchgan_is_70():
+    assert scripts.networks.receptive_field([4] * 5, [2, 2, 2, 1, 1]) == 70
+
+
+def test_patch_discriminator_measured_receptive_field_is_70x70_with_4_feature_maps():
+    d = scripts.networks.patch_discriminator(in_channels=2, channels=4)
+    assert scripts.networks.measured_receptive_field(d, (2, 256, 256)) == (70, 70)
+    out = d(torch.rand(1, 2, 256, 256))
+    assert len(out) == 5 and out[-1].shape == (1, 1, 30, 30)  # 4 intermediate maps for the perceptual loss
+
+
+def test_global_discriminator_sees_the_whole_image_with_6_convolutions():
+    d = scripts.networks.global_discriminator(in_channels=2, image_size=256, channels=(2,) * 6)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 6
+    assert scripts.networks.measured_receptive_field(d, (2, 256, 256)) == (256, 256)
+    assert d(torch.rand(3, 2, 256, 256)).shape == (3, 1)
+    with pytest.raises(ValueError, match="divisible"):
+        scripts.networks.global_discriminator(image_size=100)
+
+
+# ---------------------------------------------------------------------------------------------- style loss
+class _Identity(torch.nn.Module):
+    def forward(self, x):
+        return [x]
+
+
+def test_style_loss_matches_the_formula_by_hand():
+    out, gt = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
+    loss = scripts.losses.GramStyleLoss(layers=("x",), feature_extractor=_Identity())(out, gt)
+    # one channel: Gram = sum(F^2) / (1 * H * W); d = 1 -> mean over batch of (G_out - G_gt)^2 / 4
+    g_out, g_gt = out.square().sum(dim=(1, 2, 3)) / 16, gt.square().sum(dim=(1, 2, 3)) / 16
+    torch.testing.assert_close(loss, ((g_out - g_gt) ** 2 / 4).mean())
+
+
+def test_style_loss_normalises_by_channels_as_medgan_and_layer_weights_recover_gatys():
+    torch.manual_seed(0)
+    out, gt = torch.rand(2, 3, 4, 5), torch.rand(2, 3, 4, 5)
+    d, hw = 3, 4 * 5
+
+    def gram(x):  # MedGAN's Gr: sum over pixels of F_m F_n / (h w d), by explicit loops
+        g = torch.zeros(x.shape[0], d, d)
+        for m in range(d):
+            for n in range(d):
+                g[:, m, n] = (x[:, m] * x[:, n]).sum(dim=(1, 2)) / (hw * d)
+        return g
+
+    frobenius = ((gram(out) - gram(gt)) ** 2).sum(dim=(1, 2))
+    medgan = scripts.losses.GramStyleLoss(layers=("x",), feature_extractor=_Identity())(out, gt)
+    torch.testing.assert_close(medgan, (frobenius / (4 * d**2)).mean())
+    # Gatys et al.: 1 / (4 d^2 (hw)^2) * ||F F^T - A||^2 with the unnormalised Gram F F^T
+    raw = lambda x: torch.einsum("bmhw,bnhw->bmn", x, x)  # noqa: E731
+    gatys = (((raw(out) - raw(gt)) ** 2).sum(dim=(1, 2)) / (4 * d**2 * hw**2)).mean()
+    weighted = scripts.losses.GramStyleLoss(layers=("x",), layer_weights=(d**2,), feature_extractor=_Identity())
+    torch.testing.assert_close(weighted(out, gt), gatys)
+
+
+def test_style_loss_refuses_mismatched_inputs():
+    loss = scripts.losses.GramStyleLoss(layers=("x",), feature_extractor=_Identity())
+    with pytest.raises(ValueError):
+        loss(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 5))
+    with pytest.raises(ValueError, match="layer_weights"):
+        scripts.losses.GramStyleLoss(layers=("relu1_1",), layer_weights=(1, 2), feature_extractor=_Identity())
+
+
+# ---------------------------------------------------------------------------------------------- mask banks
+@pytest.fixture(scope="module")
+def banks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("masks")
+    from common.transforms import load_mask_bank
+
+    return {name: load_mask_bank(scripts.masks.mask_bank(name, 256, root)) for name in scripts.masks.BANKS}
+
+
+def test_mask_banks_have_the_specified_sizes_and_areas(banks):
+    train, val = banks["train_arbitrary"], banks["val_arbitrary"]
+    assert train.shape == (100, 256, 256) and val.shape == (50, 256, 256)
+    train_area, val_area = train.mean(axis=(1, 2)), val.mean(axis=(1, 2))
+    assert 0.0136 <= train_area.min() and train_area.max() <= 0.0546
+    assert 0.0166 <= val_area.min() and val_area.max() <= 0.0456
+    squares = banks["val_square"]
+    assert squares.shape == (50, 256, 256) and (squares.sum(axis=(1, 2)) == 64 * 64).all()
+
+
+def test_training_and_validation_masks_never_coincide(banks):
+    train = banks["train_arbitrary"].reshape(100, -1).astype(np.float32)
+    val = banks["val_arbitrary"].reshape(50, -1).astype(np.float32)
+    intersection = val @ train.T
+    union = val.sum(1)[:, None] + train.sum(1)[None] - intersection
+    assert (intersection / union).max() < 0.99  # no validation mask is a training mask
+
+
+def test_mask_bank_is_reused_and_deterministic(tmp_path):
+    first = scripts.masks.mask_bank("val_square", 64, tmp_path)
+    files = sorted(Path(first).glob("*.png"))
+    again = scripts.masks.mask_bank("val_square", 64, tmp_path)
+    assert first == again and sorted(Path(again).glob("*.png")) == files
+    with pytest.raises(ValueError, match="unknown mask bank"):
+        scripts.masks.mask_bank("nope", 64, tmp_path)
+
+
+def test_fixed_bank_mask_picks_by_index_and_leaves_unindexed_images_alone(tmp_path):
+    from common.transforms import load_mask_bank
+
+    directory = scripts.masks.mask_bank("val_square", 64, tmp_path)
+    bank = load_mask_bank(directory)
+    transform = scripts.masks.FixedBankMaskd(keys="image", directory=directory)
+    image = np.ones((1, 64, 64), np.float32)
+    out = transform({"image": image, "mask_index": 53})
+    np.testing.assert_array_equal(out["mask"][0] > 0, bank[53 % 50])
+    np.testing.assert_array_equal(out["masked_image"][0], ~bank[3])
+    plain = transform({"image": image})
+    assert plain["mask"].sum() == 0 and (plain["masked_image"] == image).all()
+    with pytest.raises(ValueError, match="holds"):
+        transform({"image": np.ones((1, 32, 32), np.float32), "mask_index": 0})
+
+
+# ---------------------------------------------------------------------------------------------- transforms
+def test_drop_trailing_singleton_keeps_the_affine():
+    affine = torch.diag(torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=torch.float64))
+    affine[2, 3] = -22.0
+    image = MetaTensor(torch.rand(1, 8, 6, 1), affine=affine)
+    out = scripts.transforms.DropTrailingSingletond(keys="image")({"image": image})["image"]
+    assert out.shape == (1, 8, 6)
+    torch.testing.assert_close(out.affine, affine)
+    with pytest.raises(ValueError, match="2D"):
+        scripts.transforms.DropTrailingSingletond(keys="image")({"image": torch.rand(1, 8, 6, 3)})
+
+
+def test_percentile_scaling_round_trips():
+    image = torch.linspace(0, 200, 100).reshape(1, 10, 10)
+    scaled = scripts.transforms.PercentileScaled(keys="image", lower=0, upper=100)({"image": image})
+    assert scaled["image"].min() == 0 and scaled["image"].max() == 1
+    restored = scripts.transforms.RestoreIntensityd(keys="image")(scaled)
+    torch.testing.assert_close(restored["image"], image)
+    with pytest.raises(ValueError, match="constant"):
+        scripts.transforms.PercentileScaled(keys="image")({"image": torch.ones(1, 4, 4)})
+    with pytest.raises(ValueError, match="NaN"):
+        scripts.transforms.PercentileScaled(keys="image")({"image": torch.full((1, 4, 4), float("nan"))})
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def test_scores_against_hand_values():
+    target = torch.full((2, 1, 32, 32), 0.5)
+    target[:, :, 8:24, 8:24] = 0.2
+    perfect = scripts.evaluation.score(target.clone(), target)
+    assert (
+        perfect["ssim"] == pytest.approx(1.0) and perfect["mse"] == 0 and perfect["uqi"] == pytest.approx(1.0)
+    )
+    shifted = scripts.evaluation.score(target + 0.1, target)
+    assert shifted["mse"] == pytest.approx(25.5**2, rel=1e-4)  # 0.1 on the 0-255 scale
+    assert shifted["psnr"] == pytest.approx(20.0, rel=1e-4)  # 10 log10(1 / 0.01)
+
+
+# ---------------------------------------------------------------------------------------------- GAN engine
+TINY = {
+    "image_size": 64,
+    "square_side": 16,
+    "batch_size": 1,
+    "num_workers": 0,
+    "filters": [4, 8, 16, 32, 64],
+    "d_patch_channels": 4,
+    "d_global_channels": [4, 4, 4, 4, 4, 4],
+    "style_layers": ["relu1_1"],
+    "vgg_pretrained": False,
+    "max_epochs": 1,
+    "device": "$torch.device('cpu')",
+}
+
+
+def _workflow(tmp_path, **overrides):
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / "train.json")])
+    parser.update(
+        {
+            "bundle_root": str(BUNDLE),
+            "output_dir": str(tmp_path),
+            "train#datalist": "$@slice_entries('training')[:2]",
+            "validate#datalist": "$@scripts.masks.with_mask_index(@slice_entries('validation')[:1])",
+            **TINY,
+            **overrides,
+        }
+    )
+    return parser
+
+
+def _snapshot(parser):
+    return {
+        name: {k: v.detach().clone() for k, v in parser.get_parsed_content(name).state_dict().items()}
+        for name in ("generator", "d_patch", "d_global")
+    }
+
+
+def _changed(before, after):
+    return any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+
+
+@pytest.mark.slow  # 35-110 s on the shared 2-core machine
+def test_two_gan_iterations_update_all_three_networks_and_resume_restores_them(tmp_path):
+    parser = _workflow(tmp_path)
+    before = _snapshot(parser)
+    parser.get_parsed_content("training")  # runs the bundle's `training` expressions: 2 iterations
+    trainer = parser.get_parsed_content("train#trainer")
+    assert trainer.state.iteration == 2
+    after = _snapshot(parser)
+    for name in before:
+        assert _changed(before[name], after[name]), f"{name} was not updated"
+    output = trainer.state.output[0]  # decollated: one dict per image
+    assert {"g_rec_valid", "g_rec_hole", "g_rec_style", "g_adv_patch_adv", "g_adv_patch_percep"} <= set(
+        output
+    )
+    assert {"g_adv_global", "d_patch", "d_global"} <= set(output)
+
+    checkpoint = sorted(tmp_path.glob("checkpoint_epoch=*.pt"))[-1]
+    fresh = _workflow(tmp_path / "fresh")
+    fresh_trainer = fresh.get_parsed_content("train#trainer")
+    assert _changed(_snapshot(fresh)["generator"], after["generator"])
+    CheckpointLoader(load_path=str(checkpoint), load_dict=fresh_trainer.checkpoint_dict())(fresh_trainer)
+    restored = _snapshot(fresh)
+    for name in after:
+        for key in after[name]:
+            torch.testing.assert_close(restored[name][key], after[name][key])
+    assert fresh_trainer.state.epoch == 1 and fresh_trainer.state.iteration == 2
+    g_state = fresh.get_parsed_content("train#g_optimizer").state_dict()["state"]
+    assert g_state and all(int(s["step"]) == 2 for s in g_state.values())
+
+
+@pytest.mark.slow  # about 60-120 s on the shared 2-core machine
+def test_generator_overfits_four_slices_and_its_output_is_not_constant(tmp_path):
+    """90 GAN iterations on 4 slices with the bundle's own losses, weights and optimisers (quick.json widths,
+    64x64): the whole-image L1 of the output falls well below that of the untrained generator and of the best
+    constant image (the median), and the eval-mode output (running batch-norm statistics) is no longer the flat
+    grey image that an under-trained generator gives."""
+    iterations, n = 90, 4
+    parser = _workflow(
+        tmp_path,
+        batch_size=n,
+        max_epochs=iterations,
+        filters=[8, 16, 32, 64, 128],
+        d_patch_channels=8,
+        **{
+            "train#handlers": [],
+            "train#datalist": f"$@slice_entries('training')[:{n}]",
+            "validate#datalist": f"$@scripts.masks.with_mask_index(@slice_entries('training')[:{n}])",
+        },
+    )
+    parser.get_parsed_content("scripts")
+    dataset = parser.get_parsed_content("validate#dataset")  # the training slices with fixed bank squares
+    x = torch.stack([torch.as_tensor(dataset[i]["masked_image"]) for i in range(n)]).float()
+    y = torch.stack([torch.as_tensor(dataset[i]["image"]) for i in range(n)]).float()
+    generator = parser.get_parsed_content("generator")
+
+    def l1(train_mode: bool) -> tuple[float, float]:
+        generator.train(train_mode)
+        with torch.no_grad():
+            out = generator(x)
+        return float((out - y).abs().mean()), float(out.std())
+
+    torch.manual_seed(0)
+    initial, _ = l1(True)
+    parser.get_parsed_content("train#trainer").run()
+    trained, _ = l1(True)
+    trained_eval, eval_std = l1(False)
+    best_constant = float((y - y.median()).abs().mean())
+    assert trained < 0.75 * initial and trained < 0.8 * best_constant, (initial, trained, best_constant)
+    assert eval_std > 0.25 * float(y.std()), (eval_std, float(y.std()))
+    assert trained_eval < best_constant, (trained_eval, best_constant)
+
+
+@pytest.mark.slow  # two torchrun processes: about 30-70 s on the shared 2-core machine
+def test_multi_gpu_config_keeps_all_three_networks_in_sync_across_ranks(tmp_path):
+    """multi_gpu_train.json under torchrun (2 CPU processes, gloo), different slices per rank, 2 iterations.
+
+    The generator step runs both DDP-wrapped discriminators with their parameters frozen (requires_grad off);
+    if that broke DDP's gradient all-reduce, the ranks' weights would drift apart. Every parameter of the
+    generator and of both discriminators must be identical on the two ranks (batch-norm running statistics are
+    per rank by design: ``broadcast_buffers=False``)."""
+    from harness import config_list, run_bundle
+
+    save = (
+        "$torch.save({n: {k: v.detach() for k, v in m.named_parameters()} for n, m in "
+        "(('generator', @generator), ('d_patch', @d_patch), ('d_global', @d_global))}, "
+        "@output_dir + f'/params_rank{dist.get_rank()}.pt')"
+    )
+    override = tmp_path / "save_params.json"
+    multi_gpu = ConfigParser.load_config_file(str(BUNDLE / "configs" / "multi_gpu_train.json"))
+    override.write_text(json.dumps({"training": [*multi_gpu["training"], save]}))
+    configs = [BUNDLE / "configs" / c for c in ("train.json", "quick.json", "multi_gpu_train.json")]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    args = [
+        "run",
+        "training",
+        "--config_file",
+        config_list(*configs, override),
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(tmp_path),
+        "--max_epochs",
+        "2",
+        "--batch_size",
+        "2",
+        "--train#datalist",
+        "$@slice_entries('training')[:4]",
+        "--validate#datalist",
+        "$@scripts.masks.with_mask_index(@slice_entries('validation')[:2])",
+    ]
+    run_bundle(args, cwd=tmp_path, launcher=launcher)
+    ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for network in ("generator", "d_patch", "d_global"):
+        assert ranks[0][network].keys() == ranks[1][network].keys()
+        for name, value in ranks[0][network].items():
+            torch.testing.assert_close(ranks[1][network][name], value, rtol=0, atol=0, msg=f"{network}.{name}")

@@ -1,0 +1,216 @@
+"""Object-removal evaluation: objects scaled to a mask ratio, eroded/dilated masks, binned metric tables."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.networks.nets import BasicUNet
+from scipy import ndimage
+
+from common.metrics import PSNRMetric
+from common.networks import EdgeConnectInpainter, ObjectRemovalPipeline
+from common.transforms.copy_paste import RandCopyPasted
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mask_optimized_object_removal"
+
+
+def bundle_module(name: str):
+    """A module of the bundle's ``scripts`` package, under a unique name (other bundles have ``scripts`` too)."""
+    spec = importlib.util.spec_from_file_location(f"mor_scripts_{name}", BUNDLE / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bundle_data, bundle_eval = bundle_module("data"), bundle_module("evaluate")
+
+
+def object_pair(size=64, box=(10, 10, 4, 4), value=0.8):
+    """A zero target and a source holding a (top, left, height, width) box of ``value`` with its mask."""
+    top, left, h, w = box
+    source = np.zeros((1, size, size), np.float32)
+    mask = np.zeros((1, size, size), np.float32)
+    source[0, top : top + h, left : left + w] = value
+    mask[0, top : top + h, left : left + w] = 1
+    return {"target": np.zeros((1, size, size), np.float32), "source": source, "source_mask": mask}
+
+
+# --- copy-paste: objects scaled to a share of the target --------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.25])
+def test_area_ratio_range_scales_the_object_to_that_share_of_the_target(ratio):
+    transform = RandCopyPasted(min_object_pixels=1, area_ratio_range=(ratio, ratio))
+    out = transform(object_pair())
+    # a 4x4 square scaled by sqrt(ratio * 64 * 64 / 16): side 4 * that, within one pixel
+    side = 4 * math.sqrt(ratio * 64 * 64 / 16)
+    assert (side - 1) ** 2 <= float(out["mask"].sum()) <= (side + 1) ** 2
+    # the object keeps its intensity away from its bilinear rim (half a source pixel: scale / 2 px wide)
+    rim = int(side / 4 / 2) + 1
+    interior = ndimage.binary_erosion(np.asarray(out["mask"])[0] > 0, iterations=rim)
+    assert interior.sum() > 0
+    np.testing.assert_allclose(np.asarray(out["image"])[0][interior], 0.8, atol=1e-6)
+    assert float(np.abs(np.asarray(out["clean"])).sum()) == 0
+
+
+def test_area_ratio_range_is_seeded_and_spreads_over_the_range():
+    transform = RandCopyPasted(min_object_pixels=1, area_ratio_range=(0.01, 0.4))
+    ratios = []
+    for seed in range(12):
+        transform.set_random_state(seed)
+        first = float(transform(object_pair())["mask"].mean())
+        transform.set_random_state(seed)
+        assert float(transform(object_pair())["mask"].mean()) == first
+        ratios.append(first)
+    assert min(ratios) < 0.1 and max(ratios) > 0.25
+
+
+def test_area_ratio_range_caps_an_elongated_object_to_fit_the_target():
+    data = object_pair(size=32, box=(2, 2, 1, 16))  # 1x16 line: a 50 % area would be a 4x64 box
+    out = RandCopyPasted(min_object_pixels=1, area_ratio_range=(0.5, 0.5))(data)
+    rows, cols = np.nonzero(np.asarray(out["mask"])[0])
+    assert cols.max() - cols.min() + 1 <= 30 and float(out["mask"].mean()) < 0.5
+
+
+@pytest.mark.parametrize("bad", [(0.2, 0.1), (0.0, 0.0), (0.1, 1.5), (0.1,)])
+def test_area_ratio_range_rejects_bad_ranges(bad):
+    with pytest.raises(ValueError, match="area_ratio_range"):
+        RandCopyPasted(area_ratio_range=bad)
+
+
+def test_copy_paste_pairs_ignore_sources_without_one_large_enough_object(tmp_path):
+    """Two 10-pixel MS lesions sum to 20 >= 16 pixels but no single one can be cut: not a source."""
+
+    def save(name, array):
+        nib.save(nib.Nifti1Image(array.astype(np.float32), np.eye(4)), tmp_path / name)
+        return name
+
+    entries = []
+    for subject, lesion in (("a", [(2, 2), (20, 20)]), ("b", [(2, 2)]), ("c", [])):
+        label = np.zeros((32, 32))
+        for top, left in lesion:
+            label[top : top + 2, left : left + (5 if subject == "a" else 8)] = 1
+        save(f"{subject}_ms.nii.gz", label)
+        save(f"{subject}.nii.gz", np.ones((32, 32)))
+        entries.append({"subject": subject, "slice_z": 0, "image": f"{subject}.nii.gz",
+                        "image_ms": f"{subject}.nii.gz", "label_ms": f"{subject}_ms.nii.gz",
+                        "ms_pixels": int(label.sum()), "tumour_pixels": 0, "brain": f"{subject}.nii.gz"})  # fmt: skip
+    (tmp_path / "datalist_2d.json").write_text(json.dumps({"test": entries}))
+    pairs = bundle_data.copy_paste_pairs(str(tmp_path), "test", seed=0)
+    assert entries[0]["ms_pixels"] == 20  # subject a: 2 lesions of 10 px
+    assert {p["source_subject"] for p in pairs} == {"b"}  # a's lesions are too small, c has none
+    assert {p["subject"] for p in pairs} == {"a", "c"}
+
+
+# --- pipeline: eroded / dilated masks, the hint as mask ---------------------------------------------------
+
+
+def tiny_pipeline(**kwargs):
+    torch.manual_seed(0)
+    segmenter = BasicUNet(spatial_dims=2, in_channels=1, out_channels=4, features=(4, 4, 8, 8, 16, 4))
+    inpainter = EdgeConnectInpainter(1, 3, channels=4, residual_blocks=1)
+    return ObjectRemovalPipeline(segmenter, inpainter, **kwargs).eval()
+
+
+def square(size=32, lo=10, hi=16):
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., lo:hi, lo:hi] = 1
+    return mask
+
+
+def test_negative_expand_erodes_the_chosen_segment():
+    net = tiny_pipeline(expand=-1)
+    mask = net.choose_mask(square(), square())  # the 6x6 segment, hinted by itself
+    assert int(mask.sum()) == 16  # eroded by one pixel on every side: 4x4
+    net.expand = -2
+    assert int(net.choose_mask(square(), square()).sum()) == 4  # 2x2
+
+
+def test_an_erosion_that_would_empty_the_mask_keeps_it_and_counts_a_fallback():
+    net = tiny_pipeline(expand=-3)
+    mask = net.choose_mask(square(), square())
+    torch.testing.assert_close(mask, square())
+    assert net.fallbacks == 1
+
+
+def test_hint_mask_source_uses_the_hint_whatever_the_segmenter_finds():
+    prob = square(lo=4, hi=20)  # the segmenter's segment: 16x16, covering the hint
+    hint = square(lo=8, hi=12)
+    net = tiny_pipeline()
+    assert int(net.choose_mask(prob, hint).sum()) == 256
+    net = tiny_pipeline(mask_source="hint", expand=1)
+    # the 4x4 hint dilated by a cross: each side grows by one row of 4
+    assert int(net.choose_mask(prob, hint).sum()) == 16 + 4 * 4
+    x = torch.cat([torch.rand(1, 1, 32, 32), hint], dim=1)
+    with torch.no_grad():
+        out = net(x, details=True)
+    assert int(out["mask"].sum()) == 32 and net.fallbacks == 0
+    with pytest.raises(ValueError, match="mask_source"):
+        tiny_pipeline(mask_source="clicks")
+
+
+# --- binned metric tables ---------------------------------------------------------------------------------
+
+
+def labelled(error: float, hole_pixels: int, size: int = 20) -> dict:
+    """One decollated engine output: a prediction off by ``error`` everywhere (PSNR = -20 log10(error))
+    and the label packed with a mask of ``hole_pixels`` pixels."""
+    clean = torch.full((1, size, size), 0.5)
+    mask = torch.zeros(1, size, size)
+    mask.view(-1)[:hole_pixels] = 1
+    return {"pred": clean + error, "label": torch.cat([clean, mask])}
+
+
+def test_binned_writer_bins_by_the_true_mask_ratio_and_writes_json_and_markdown(tmp_path):
+    writer = bundle_eval.BinnedMetricsWriter({"psnr": PSNRMetric(), "lpips": None}, str(tmp_path))
+    engine = Engine(lambda engine, batch: batch)
+    writer.attach(engine)
+    # ratios 20/400 = 5 % (PSNR 20 dB), 100/400 = 25 % (40 dB and 20 dB -> mean 30 dB)
+    batches = [[labelled(0.1, 20)], [labelled(0.01, 100), labelled(0.1, 100)]]
+    engine.run(batches, max_epochs=1)
+    results = json.loads((tmp_path / "binned_metrics.json").read_text())
+    assert results["count"] == {"0-10%": 1, "10-20%": 0, "20-30%": 2, "30-40%": 0}
+    assert results["mean"]["psnr"]["0-10%"] == pytest.approx(20.0, abs=1e-3)
+    assert results["mean"]["psnr"]["20-30%"] == pytest.approx(30.0, abs=1e-3)
+    assert math.isnan(results["mean"]["psnr"]["10-20%"])
+    assert results["all"]["psnr"] == pytest.approx(80 / 3, abs=1e-3)
+    assert [round(i["mask_ratio"], 3) for i in results["images"]] == [0.05, 0.25, 0.25]
+    table = (tmp_path / "binned_metrics.md").read_text()
+    assert "| images | 1 | 0 | 2 | 0 | 3 |" in table
+    assert "| psnr | 20.000 | – | 30.000 | – | 26.667 |" in table
+    assert "| lpips | skipped" in table
+    engine.run([[labelled(0.1, 60)]], max_epochs=1)  # a new run starts from scratch
+    assert writer.results["count"]["10-20%"] == 1 and len(writer.results["images"]) == 1
+
+
+def test_comparison_table_has_one_row_per_run(tmp_path):
+    writer = bundle_eval.BinnedMetricsWriter({"psnr": PSNRMetric()}, str(tmp_path))
+    engine = Engine(lambda engine, batch: batch)
+    writer.attach(engine)
+    engine.run([[labelled(0.1, 20)]], max_epochs=1)
+    table = bundle_eval.comparison_table({"a": writer.results, "b": tmp_path / "binned_metrics.json"})
+    lines = table.splitlines()
+    assert lines[0].startswith("| psnr | 0-10% (n=1) | 10-20% (n=0)")
+    assert lines[2] == lines[3].replace("| b |", "| a |") == "| a | 20.00 | – | – | – | 20.00 |"
+
+
+def test_expand_sweep_runs_every_d_and_restores_the_network(tmp_path):
+    net = tiny_pipeline()
+    writer = bundle_eval.BinnedMetricsWriter({"psnr": PSNRMetric()}, str(tmp_path))
+    # the fake evaluator's error grows with the dilation, as a worse mask would
+    evaluator = Engine(lambda engine, batch: [labelled(0.01 * (net.expand + 3), 20)])
+    writer.attach(evaluator)
+    evaluator.run = lambda run=evaluator.run: run([0], max_epochs=1)
+    runs = bundle_eval.expand_sweep(evaluator, net, writer, values=(-2, 0, 7), mask_source="hint")
+    assert list(runs) == ["d = -2 px", "d = +0 px", "d = +7 px"]
+    assert runs["d = -2 px"]["all"]["psnr"] == pytest.approx(40.0, abs=1e-3)  # error 0.01
+    assert runs["d = +7 px"]["all"]["psnr"] == pytest.approx(20.0, abs=1e-3)  # error 0.1
+    assert (tmp_path / "expand_-2.json").exists() and (tmp_path / "expand_+7.md").exists()
+    assert "| d = +0 px |" in (tmp_path / "expand_sweep.md").read_text()
+    assert (net.expand, net.mask_source, writer.name) == (0, "segmenter", "binned_metrics")

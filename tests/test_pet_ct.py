@@ -1,0 +1,232 @@
+"""PET/CT preprocessing: SUV from synthesised DICOM PET headers, B-spline resampling, windows, slices, OOIs."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from common.transforms import (
+    DropTrailingSingletond,
+    OrganOfInterestd,
+    axial_slices,
+    foreground_mask,
+    lung_field_mask,
+    read_pet_suv,
+    resample_to_reference,
+    suv_factor,
+    window_to_unit,
+)
+
+F18_HALF_LIFE = 6586.2  # s (109.77 min)
+
+
+def pet_header(**overrides) -> Dataset:
+    ds = Dataset()
+    ds.Units = "BQML"
+    ds.DecayCorrection = "START"
+    ds.PatientWeight = 70.0
+    ds.AcquisitionTime = "110000"
+    ds.SeriesTime = "103000"
+    info = Dataset()
+    info.RadionuclideTotalDose = 370e6
+    info.RadionuclideHalfLife = F18_HALF_LIFE
+    info.RadiopharmaceuticalStartTime = "100000"
+    ds.RadiopharmaceuticalInformationSequence = [info]
+    for key, value in overrides.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    return ds
+
+
+def test_suv_factor_decays_the_dose_to_acquisition_time():
+    # one hour after injection: dose * 2^(-3600 / 6586.2) = 370 MBq * 0.68464 = 253.32 MBq
+    expected = 70_000 / (370e6 * 2 ** (-3600 / F18_HALF_LIFE))
+    assert suv_factor(pet_header()) == pytest.approx(expected, rel=1e-9)
+    assert suv_factor(pet_header()) == pytest.approx(70_000 / 253.32e6, rel=1e-4)
+    # SeriesTime is 30 min after injection
+    assert suv_factor(pet_header(), time_reference="series") == pytest.approx(
+        70_000 / (370e6 * 2 ** (-1800 / F18_HALF_LIFE)), rel=1e-9
+    )
+
+
+def test_suv_factor_admin_decay_correction_and_midnight():
+    assert suv_factor(pet_header(DecayCorrection="ADMIN")) == pytest.approx(70_000 / 370e6)
+    header = pet_header(AcquisitionTime="003000")
+    header.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartTime = "233000"
+    assert suv_factor(header) == pytest.approx(70_000 / (370e6 * 2 ** (-3600 / F18_HALF_LIFE)))
+
+
+def test_suv_factor_prefers_full_date_times():
+    header = pet_header(AcquisitionDateTime="20240102110000")
+    header.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime = "20240101110000"
+    day = 86400
+    assert suv_factor(header) == pytest.approx(70_000 / (370e6 * 2 ** (-day / F18_HALF_LIFE)))
+
+
+@pytest.mark.parametrize(
+    "field, where",
+    [
+        ("PatientWeight", None),
+        ("Units", None),
+        ("DecayCorrection", None),
+        ("AcquisitionTime", None),
+        ("RadionuclideTotalDose", "seq"),
+        ("RadionuclideHalfLife", "seq"),
+        ("RadiopharmaceuticalStartTime", "seq"),
+    ],
+)
+def test_missing_header_field_is_named_in_the_error(field, where):
+    header = pet_header()
+    delattr(header.RadiopharmaceuticalInformationSequence[0] if where else header, field)
+    with pytest.raises(ValueError, match=field):
+        suv_factor(header)
+
+
+def test_wrong_units_raise():
+    with pytest.raises(ValueError, match="BQML"):
+        suv_factor(pet_header(Units="CNTS"))
+
+
+def write_pet_series(folder, volume, slope, header):
+    """A minimal PET DICOM series (one file per axial slice) with the SUV header fields."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series, study = generate_uid(), generate_uid()
+    for k, plane in enumerate(volume):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.update(header)
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "PT", series, study
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [2.0, 2.0]
+        ds.SliceThickness = 2.0
+        ds.Rows, ds.Columns = plane.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = slope, 0
+        ds.PixelData = plane.astype(np.uint16).tobytes()
+        ds.save_as(folder / f"pet{k:03d}.dcm", enforce_file_format=True)
+
+
+def test_read_pet_suv_applies_rescale_and_suv_factor(tmp_path):
+    counts = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5) * 10
+    write_pet_series(tmp_path / "pet", counts, slope=2.5, header=pet_header())
+    suv = sitk.GetArrayFromImage(read_pet_suv(tmp_path / "pet"))  # (z, y, x)
+    np.testing.assert_allclose(suv, counts * 2.5 * suv_factor(pet_header()), rtol=1e-5)
+
+
+def image_with_values(values, spacing, origin=(0.0, 0.0, 0.0)):
+    image = sitk.GetImageFromArray(values.astype(np.float32))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    return image
+
+
+def test_bspline_resampling_reproduces_a_linear_ramp_on_the_ct_grid():
+    x = np.arange(20) * 4.0  # PET: 4 mm voxels, value = physical x (mm)
+    pet = image_with_values(np.broadcast_to(x, (6, 10, 20)).copy(), (4.0, 4.0, 4.0))
+    ct = image_with_values(np.zeros((8, 16, 30)), (1.5, 1.5, 2.0), origin=(10.25, 3.0, 4.0))
+    out = resample_to_reference(pet, ct, order=3)
+    assert out.GetSize() == ct.GetSize() and out.GetSpacing() == ct.GetSpacing()
+    values = sitk.GetArrayFromImage(out)
+    physical_x = 10.25 + 1.5 * np.arange(30)
+    interior = (physical_x > 16) & (physical_x < 60)  # away from the B-spline's boundary effects
+    np.testing.assert_allclose(values[2, 5, interior], physical_x[interior], atol=0.05)
+    with pytest.raises(ValueError, match="order"):
+        resample_to_reference(pet, ct, order=2)
+
+
+def test_windows_clamp_and_scale():
+    hu = np.array([-2000.0, -1000.0, -250.0, 500.0, 3000.0])
+    np.testing.assert_allclose(window_to_unit(hu, "lung"), [0, 0, 0.5, 1, 1])
+    np.testing.assert_allclose(window_to_unit(hu, "head_and_neck"), [0, 0, 0, 1, 1])
+    np.testing.assert_allclose(window_to_unit(np.array([-1.0, 6.0, 20.0]), (0, 12)), [0, 0.5, 1])
+    with pytest.raises(ValueError, match="window"):
+        window_to_unit(hu, (5, 5))
+
+
+def test_axial_slices_shape():
+    slices = axial_slices(np.random.rand(64, 48, 5), size=(128, 96))
+    assert slices.shape == (5, 128, 96)
+    with pytest.raises(ValueError, match="3D"):
+        axial_slices(np.zeros((4, 4)))
+
+
+def ellipse(shape, centre, radii):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return ((yy - centre[0]) / radii[0]) ** 2 + ((xx - centre[1]) / radii[1]) ** 2 <= 1
+
+
+def chest_phantom():
+    """Air, a soft-tissue body, two lungs (-850 HU) with a nodule (40 HU) inside the left one, a trachea."""
+    shape = (128, 128)
+    ct = np.full(shape, -1000.0)
+    ct[ellipse(shape, (64, 64), (50, 60))] = 40.0
+    lungs = ellipse(shape, (64, 38), (30, 16)) | ellipse(shape, (64, 90), (30, 16))
+    ct[lungs] = -850.0
+    ct[ellipse(shape, (64, 38), (5, 5))] = 40.0  # nodule, must stay inside the OOI
+    ct[ellipse(shape, (30, 64), (3, 3))] = -1000.0  # trachea: small, dropped
+    return ct, lungs
+
+
+def test_lung_field_mask_finds_both_lungs_with_the_nodule():
+    ct, lungs = chest_phantom()
+    mask = lung_field_mask(ct)
+    dice = 2 * (mask & lungs).sum() / (mask.sum() + lungs.sum())
+    assert dice > 0.97
+    assert mask[64, 38]  # nodule filled in
+    assert not mask[0, 0] and not mask[30, 64]  # outside air and trachea excluded
+
+
+def test_foreground_mask_is_the_filled_object():
+    image = ellipse((64, 64), (32, 32), (20, 25)).astype(float)
+    image[30:34, 30:34] = 0  # a dark hole inside the object
+    mask = foreground_mask(image)
+    assert np.array_equal(mask, ellipse((64, 64), (32, 32), (20, 25)))
+    with pytest.raises(ValueError, match="constant"):
+        foreground_mask(np.ones((8, 8)))
+
+
+def test_organ_of_interest_uses_the_given_mask_else_the_fallback():
+    ct, lungs = chest_phantom()
+    image = MetaTensor(torch.as_tensor(ct)[None], affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0])))
+    given = torch.zeros(1, 128, 128)
+    given[0, 10:20, 10:20] = 1
+    out = OrganOfInterestd("image", source_key="ooi")({"image": image, "ooi": given})
+    assert torch.equal(out["ooi"].as_tensor(), given)
+    out = OrganOfInterestd("image", source_key="ooi", fallback="lung")({"image": image})
+    assert out["ooi"].shape == (1, 128, 128) and out["ooi"][0].bool().numpy()[lungs].mean() > 0.95
+    torch.testing.assert_close(out["ooi"].affine, image.affine)
+    with pytest.raises(KeyError, match="fallback"):
+        OrganOfInterestd("image", fallback=None)({"image": image})
+    with pytest.raises(ValueError, match="empty"):
+        OrganOfInterestd("image")({"image": image, "ooi": torch.zeros(1, 128, 128)})
+    with pytest.raises(ValueError, match="shape"):
+        OrganOfInterestd("image")({"image": image, "ooi": torch.ones(1, 64, 64)})
+
+
+def test_drop_trailing_singleton_keeps_the_affine_and_updates_the_spatial_shape():
+    affine = torch.tensor([[0.8, 0, 0, -100.0], [0, 0.8, 0, -120.0], [0, 0, 1.0, 7.0], [0, 0, 0, 1.0]])
+    image = MetaTensor(torch.rand(1, 6, 5, 1), affine=affine, meta={"spatial_shape": np.array([6, 5, 1])})
+    out = DropTrailingSingletond("image")({"image": image})["image"]
+    assert out.shape == (1, 6, 5)
+    torch.testing.assert_close(out.affine, affine.to(out.affine.dtype))
+    assert list(out.meta["spatial_shape"]) == [6, 5]
+    flat = MetaTensor(torch.rand(1, 6, 5))
+    assert DropTrailingSingletond("image")({"image": flat})["image"].shape == (1, 6, 5)
+
+
+def test_dicom_time_parsing_rejects_garbage():
+    with pytest.raises(ValueError, match="AcquisitionTime"):
+        suv_factor(pet_header(AcquisitionTime="noon"))

@@ -1,0 +1,208 @@
+"""shape_aware_mask_inpainting bundle: input handling, evaluation protocol (fixed masks, RoI), a 2-iteration
+GAN training with the bundle's own config, and the inference round trip (NIfTI and PNG, bad inputs)."""
+
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "shape_aware_mask_inpainting"
+sys.path.insert(0, str(BUNDLE))
+
+from scripts import evaluation, transforms  # noqa: E402
+
+
+def brain_like(size=64):
+    yy, xx = np.mgrid[:size, :size]
+    image = ((yy - size / 2) ** 2 / (0.35 * size) ** 2 + (xx - size / 2) ** 2 / (0.3 * size) ** 2 < 1).astype(
+        float
+    )
+    image = image * (0.6 + 0.3 * np.sin(xx / 3.0) * np.cos(yy / 5.0))
+    return image.astype(np.float32)
+
+
+def test_fixed_evaluation_masks_are_seeded_per_image_and_match_the_protocol():
+    image = brain_like(128)
+    first = evaluation.evaluation_masks(image, "sub-1_z50", num_segments=(3, 5), area_range=(0.2, 0.6))
+    again = evaluation.evaluation_masks(image, "sub-1_z50", num_segments=(3, 5), area_range=(0.2, 0.6))
+    other = evaluation.evaluation_masks(image, "sub-2_z50", num_segments=(3, 5), area_range=(0.2, 0.6))
+    for kind in evaluation.MASK_KINDS:
+        np.testing.assert_array_equal(first[kind], again[kind])
+    assert any(not np.array_equal(first[k], other[k]) for k in evaluation.MASK_KINDS)
+    segment_area, square_area = first["segments"].sum(), first["squares"].sum()
+    side = max(1, min(8, int(np.sqrt(segment_area))))
+    assert abs(int(square_area) - int(segment_area)) <= side**2 / 2 + 1  # same area up to half a square
+    assert 0.2 - 0.01 <= first["large_square"].mean() <= 0.6 + 0.01
+    rows, cols = np.nonzero(first["large_square"])
+    assert first["large_square"][rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()  # one square
+
+
+def test_roi_box_is_the_hole_bounding_box_grown_to_the_minimum_size():
+    hole = np.zeros((64, 64), bool)
+    hole[10:14, 20:50] = True
+    rows, cols = evaluation.roi_box(hole, min_size=16)
+    assert (rows.stop - rows.start, cols.start, cols.stop) == (16, 20, 50)
+    assert rows.start <= 10 and rows.stop >= 14
+    corner = np.zeros((64, 64), bool)
+    corner[0:2, 62:64] = True
+    rows, cols = evaluation.roi_box(corner, min_size=16)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 16, 48, 64)
+    with pytest.raises(ValueError, match="empty"):
+        evaluation.roi_box(np.zeros((8, 8), bool))
+
+
+def test_roi_scores_ignore_everything_outside_the_roi():
+    rng = np.random.RandomState(0)
+    target = rng.rand(64, 64).astype(np.float32)
+    hole = np.zeros((64, 64), bool)
+    hole[20:30, 20:30] = True
+    output = target.copy()
+    output[hole] += 0.1
+    far_off = output.copy()
+    far_off[:5, :5] = 0  # outside the 16-pixel RoI around the hole
+    a = evaluation.roi_scores(output, target, hole, min_size=16)
+    b = evaluation.roi_scores(far_off, target, hole, min_size=16)
+    assert (a["psnr"], a["ssim"]) == (b["psnr"], b["ssim"])
+    mse = 100 * 0.01 / 256  # 100 hole pixels off by 0.1 in a 16x16 RoI
+    assert a["psnr"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-3)
+    assert np.isnan(a["lpips"])
+
+
+def test_biharmonic_baseline_fills_a_smooth_ramp_exactly():
+    ramp = np.tile(np.linspace(0, 1, 32, dtype=np.float64), (32, 1))
+    hole = np.zeros_like(ramp, bool)
+    hole[10:20, 10:20] = True
+    np.testing.assert_allclose(evaluation.biharmonic(ramp, hole)[hole], ramp[hole], atol=1e-6)
+
+
+def test_input_checks_give_clear_errors():
+    image = MetaTensor(torch.rand(1, 16, 16))
+    check = transforms.CheckInpaintingInputd("image", "mask")
+    with pytest.raises(ValueError, match="does not match"):
+        check({"image": image, "mask": torch.ones(1, 8, 8)})
+    with pytest.raises(ValueError, match="empty"):
+        check({"image": image, "mask": torch.zeros(1, 16, 16)})
+    with pytest.raises(ValueError, match="whole image"):
+        check({"image": image, "mask": torch.ones(1, 16, 16)})
+    with pytest.raises(ValueError, match="slice 3D volumes"):
+        transforms.Ensure2Dd("image")({"image": torch.rand(1, 16, 16, 4)})
+    squeezed = transforms.Ensure2Dd("image")({"image": MetaTensor(torch.rand(1, 16, 16, 1))})["image"]
+    assert squeezed.shape == (1, 16, 16) and squeezed.affine.shape == (3, 3)
+
+
+def test_unit_intensity_uses_known_pixels_and_restores_input_units():
+    image = MetaTensor(torch.linspace(100, 200, 256).reshape(1, 16, 16))
+    mask = torch.zeros(1, 16, 16)
+    mask[0, 12:, :] = 1
+    image[mask > 0] = 5000.0  # a bright lesion in the hole must not set the scale
+    d = transforms.UnitIntensityd("image", lower=0, upper=100, mask_key="mask")(
+        {"image": image.clone(), "mask": mask}
+    )
+    low, high = d["intensity_range"].tolist()
+    assert (low, high) == pytest.approx((100.0, float(image[mask == 0].max())))
+    d["pred"] = torch.full((1, 16, 16), 0.5)
+    d["original"] = image
+    out = transforms.RestoreIntensityd("pred", "original", "mask")(d)["pred"]
+    torch.testing.assert_close(out[mask == 0], image[mask == 0])
+    torch.testing.assert_close(out[mask > 0], torch.full_like(out[mask > 0], low + 0.5 * (high - low)))
+
+
+def tiny_parser(tmp_path, *names, **updates):
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / n) for n in names])
+    parser.update(
+        {
+            "bundle_root": str(BUNDLE),
+            "output_dir": str(tmp_path),
+            "channels": [4, 8, 8, 8, 8, 8, 8],
+            "disc_channels": [4, 8, 8, 8],
+            **updates,
+        }
+    )
+    return parser
+
+
+@pytest.mark.slow
+def test_two_iteration_training_updates_generator_and_discriminators(tmp_path):
+    parser = tiny_parser(
+        tmp_path, "train.json", "quick.json", iterations=2, iterations_per_epoch=2, val_interval=10
+    )
+    parser["train#dataset#data"] = "$@train#datalist[:2]"
+    generator = parser.get_parsed_content("generator")
+    d_edge = parser.get_parsed_content("d_edge")
+    before = [p.detach().clone() for p in (*generator.parameters(), *d_edge.parameters())]
+    trainer = parser.get_parsed_content("train#trainer")
+    trainer.run()
+    after = list((*generator.parameters(), *d_edge.parameters()))
+    assert trainer.state.iteration == 2
+    assert sum(not torch.equal(a, b) for a, b in zip(before, after, strict=True)) > len(after) // 2
+    output = trainer.state.output
+    terms = set(output[0] if isinstance(output, list) else output)  # decollated per sample
+    assert {"g_image_valid", "g_image_hole", "g_image_perceptual", "g_image_style", "g_edge"} <= terms
+    assert {"g_intermediate_image", "g_intermediate_edge", "g_adv_image", "g_adv_edge"} <= terms
+    assert {"d_image", "d_edge"} <= terms
+
+
+@pytest.mark.slow
+def test_inference_round_trip_nifti_and_png(tmp_path):
+    image = (brain_like(256) * 1000).astype(np.float32)
+    mask = np.zeros((256, 256), np.uint8)
+    mask[100:130, 90:140] = 1
+    affine = np.diag([0.9, 0.8, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "slice.nii.gz")
+    nib.save(nib.Nifti1Image(mask, affine), tmp_path / "mask.nii.gz")
+    parser = tiny_parser(tmp_path / "out", "inference.json")
+    parser["datalist"] = [{"image": str(tmp_path / "slice.nii.gz"), "mask": str(tmp_path / "mask.nii.gz")}]
+    parser.get_parsed_content("initialize")
+    parser.get_parsed_content("evaluator").run()
+    out = nib.load(tmp_path / "out" / "slice_inpainted.nii.gz")
+    np.testing.assert_allclose(out.affine, affine)
+    result = out.get_fdata()
+    np.testing.assert_allclose(result[mask == 0], image[mask == 0], rtol=1e-6)
+    assert np.isfinite(result).all() and not np.allclose(result[mask > 0], image[mask > 0])
+
+    from skimage import io
+
+    io.imsave(tmp_path / "slice.png", (image / image.max() * 255).astype(np.uint8), check_contrast=False)
+    io.imsave(tmp_path / "mask.png", mask * 255, check_contrast=False)
+    png = tiny_parser(tmp_path / "png", "inference.json", output_ext=".png", output_dtype="$numpy.uint8")
+    png["datalist"] = [{"image": str(tmp_path / "slice.png"), "mask": str(tmp_path / "mask.png")}]
+    png.get_parsed_content("initialize")
+    png.get_parsed_content("evaluator").run()
+    written = io.imread(tmp_path / "png" / "slice_inpainted.png")
+    original = io.imread(tmp_path / "slice.png")
+    assert written.shape == original.shape
+    np.testing.assert_array_equal(written[mask == 0], original[mask == 0])
+
+    bad = tiny_parser(tmp_path / "bad", "inference.json")
+    nib.save(nib.Nifti1Image(np.zeros((256, 256), np.uint8), affine), tmp_path / "empty.nii.gz")
+    bad["datalist"] = [{"image": str(tmp_path / "slice.nii.gz"), "mask": str(tmp_path / "empty.nii.gz")}]
+    bad.get_parsed_content("initialize")
+    with pytest.raises(RuntimeError) as error:  # MONAI wraps transform errors
+        bad.get_parsed_content("evaluator").run()
+    assert "mask is empty" in str(error.value.__cause__)
+
+
+def test_bundle_configs_carry_the_papers_defaults():
+    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+    assert train["loss_weights"] == {
+        "valid": 10.0,
+        "hole": 60.0,
+        "perceptual": 0.1,
+        "style": 250.0,
+        "adversarial": 0.1,
+        "intermediate": 1.0,
+    }
+    assert (train["iterations"], train["batch_size"], train["g_lr"], train["d_lr_ratio"]) == (
+        10000,
+        6,
+        2e-4,
+        0.1,
+    )
+    assert train["channels"] == [64, 128, 256, 512, 512, 512, 512] and train["edge_options"]["sigma"] == 2.0
