@@ -86,7 +86,9 @@ def test_style_loss_normalises_by_channels_as_medgan_and_layer_weights_recover_g
     # Gatys et al.: 1 / (4 d^2 (hw)^2) * ||F F^T - A||^2 with the unnormalised Gram F F^T
     raw = lambda x: torch.einsum("bmhw,bnhw->bmn", x, x)  # noqa: E731
     gatys = (((raw(out) - raw(gt)) ** 2).sum(dim=(1, 2)) / (4 * d**2 * hw**2)).mean()
-    weighted = scripts.losses.GramStyleLoss(layers=("x",), layer_weights=(d**2,), feature_extractor=_Identity())
+    weighted = scripts.losses.GramStyleLoss(
+        layers=("x",), layer_weights=(d**2,), feature_extractor=_Identity()
+    )
     torch.testing.assert_close(weighted(out, gt), gatys)
 
 
@@ -185,6 +187,16 @@ def test_scores_against_hand_values():
     shifted = scripts.evaluation.score(target + 0.1, target)
     assert shifted["mse"] == pytest.approx(25.5**2, rel=1e-4)  # 0.1 on the 0-255 scale
     assert shifted["psnr"] == pytest.approx(20.0, rel=1e-4)  # 10 log10(1 / 0.01)
+
+
+def test_psnr_of_exactly_restored_slices_is_counted_not_averaged():
+    target = torch.rand(3, 1, 16, 16)
+    pred = target.clone()
+    pred[1:] += 0.1  # slices 1 and 2: MSE 0.01 -> 20 dB; slice 0 exact (infinite PSNR)
+    scores = scripts.evaluation.score(pred.clamp(0, 2), target)
+    assert scores["psnr"] == pytest.approx(20.0, rel=1e-4) and scores["psnr_exact"] == 1
+    table = scripts.evaluation.format_table({("biharmonic", "square"): scores}, n_test=3)
+    assert "slices restored exactly: biharmonic (given the mask), square: 1" in table
 
 
 # ---------------------------------------------------------------------------------------------- GAN engine
@@ -345,4 +357,6 @@ def test_multi_gpu_config_keeps_all_three_networks_in_sync_across_ranks(tmp_path
     for network in ("generator", "d_patch", "d_global"):
         assert ranks[0][network].keys() == ranks[1][network].keys()
         for name, value in ranks[0][network].items():
-            torch.testing.assert_close(ranks[1][network][name], value, rtol=0, atol=0, msg=f"{network}.{name}")
+            torch.testing.assert_close(
+                ranks[1][network][name], value, rtol=0, atol=0, msg=f"{network}.{name}"
+            )
