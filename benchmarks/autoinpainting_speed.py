@@ -28,7 +28,7 @@ from common.networks import GatedUNet
 def load_slices(count: int) -> list[dict]:
     """The ``count`` tumour slices with the largest tumours of the test subjects, scaled to [0, 1]."""
     root = common.data.build_sample_data()
-    entries = json.loads((root / "datalist_2d.json").read_text())["test"]
+    entries = json.loads((root / "datalist_2d.json").read_text(encoding="utf-8"))["test"]
     entries = sorted((e for e in entries if e["tumour_pixels"] > 0), key=lambda e: -e["tumour_pixels"])[
         :count
     ]

@@ -5,6 +5,7 @@ See docs/bundle_conventions.md for what a bundle must provide.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -73,6 +74,24 @@ INFERENCE_IDS = (
 def find_bundles(root: Path = REPO / "bundles") -> list[Path]:
     """Every folder of ``bundles/`` that has a ``configs`` folder: new bundles are picked up automatically."""
     return sorted(p for p in root.iterdir() if (p / "configs").is_dir()) if root.is_dir() else []
+
+
+def _scripts_modules() -> list[str]:
+    return [name for name in sys.modules if name == "scripts" or name.startswith("scripts.")]
+
+
+@contextlib.contextmanager
+def bundle_scripts(bundle: Path):
+    """Make ``import scripts`` find ``bundle``'s own package for the duration (and restore what was there)."""
+    saved = {name: sys.modules.pop(name) for name in _scripts_modules()}
+    sys.path.insert(0, str(bundle))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(bundle))
+        for name in _scripts_modules():
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def config_list(*paths: Path) -> str:

@@ -173,14 +173,16 @@ def test_configs_define_both_stages_and_paper_defaults():
     ):
         assert ids in stage1
     inference = _parser("inference.json")
-    outputs = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]["outputs"]
+    outputs = json.loads((CONFIGS / "metadata.json").read_text(encoding="utf-8"))["network_data_format"][
+        "outputs"
+    ]
     assert [inference["output_postfix"]] == list(outputs)  # the harness looks for <name>_<outputs key>.nii.gz
     evaluate = _parser("train.json", "evaluate.json")
     assert "evaluating" in evaluate
 
 
 def test_network_def_matches_metadata_io():
-    meta = json.loads((CONFIGS / "metadata.json").read_text())["network_data_format"]
+    meta = json.loads((CONFIGS / "metadata.json").read_text(encoding="utf-8"))["network_data_format"]
     net = _parser("train.json").get_parsed_content("network_def")
     net.eval()
     channels = meta["inputs"]["image"]["num_channels"]
@@ -219,7 +221,7 @@ def test_quick_training_both_stages_inference_and_evaluation(tmp_path):
         ],
         check=True,
     )
-    summary = json.loads((tmp_path / "evaluation.json").read_text())["summary"]
+    summary = json.loads((tmp_path / "evaluation.json").read_text(encoding="utf-8"))["summary"]
     assert {"psnr_input", "nonblind_psnr", "blind_psnr_ms", "tissue_dice_inpainted"} <= set(summary)
     assert (tmp_path / "orthogonal_slices.png").exists()
     import common.data

@@ -16,6 +16,7 @@ from harness import (
     REQUIRED_FILES,
     SCHEMA,
     TRAIN_IDS,
+    bundle_scripts,
     config_list,
     find_bundles,
     run_bundle,
@@ -28,6 +29,18 @@ BUNDLES = find_bundles()
 bundle_params = pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
 
 
+@pytest.fixture(autouse=True)
+def own_scripts_package(request):
+    """Each bundle has its own top-level ``scripts`` package (the model-zoo convention): parsing several bundles
+    in one process must import each bundle's own, as a fresh process would."""
+    bundle = getattr(request.node, "callspec", None) and request.node.callspec.params.get("bundle")
+    if bundle is None:
+        yield
+        return
+    with bundle_scripts(bundle):
+        yield
+
+
 def parser_for(bundle, *names, **overrides):
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / n) for n in names])
@@ -36,7 +49,7 @@ def parser_for(bundle, *names, **overrides):
 
 
 def metadata(bundle):
-    return json.loads((bundle / "configs" / "metadata.json").read_text())
+    return json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
 
 
 @bundle_params
@@ -120,7 +133,7 @@ def test_inference_reads_nifti_and_dicom_and_keeps_geometry(bundle, tmp_path):
     stem = nifti.split("/")[-1].removesuffix(".gz").removesuffix(".nii")
     dicom = write_dicom_series(nifti, tmp_path / "dicom" / f"dicom-{stem}")  # no prefix clash with the NIfTI
     override = tmp_path / "override.json"
-    override.write_text(json.dumps({"datalist": [entry, {**entry, "image": str(dicom)}]}))
+    override.write_text(json.dumps({"datalist": [entry, {**entry, "image": str(dicom)}]}), encoding="utf-8")
     out = tmp_path / "out"
     configs = config_list(bundle / "configs" / "inference.json", override)
     run_bundle(

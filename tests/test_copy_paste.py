@@ -216,7 +216,7 @@ def test_coco_reader_needs_pycocotools_with_a_clear_message(tmp_path, monkeypatc
                          "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]}],
     }  # fmt: skip
     path = tmp_path / "instances.json"
-    path.write_text(json.dumps(annotations))
+    path.write_text(json.dumps(annotations), encoding="utf-8")
     assert coco_backgrounds(path, tmp_path) == [str(tmp_path / "b.jpg")]
     with pytest.raises(ValueError, match="category 'cat'"):
         coco_backgrounds(path, tmp_path, category="cat")
@@ -234,7 +234,7 @@ def test_coco_polygons_are_decoded(tmp_path):
                          "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]}],
     }  # fmt: skip
     path = tmp_path / "instances.json"
-    path.write_text(json.dumps(annotations))
+    path.write_text(json.dumps(annotations), encoding="utf-8")
     (obj,) = coco_objects(path, tmp_path)
     assert obj["source"].endswith("a.jpg") and obj["source_mask"].shape == (1, 8, 8)
     assert obj["source_mask"][0, 2:5, 2:5].all() and not obj["source_mask"][0, 6:, :].any()

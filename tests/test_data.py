@@ -33,7 +33,7 @@ def cohort(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def manifest(cohort):
-    return json.loads((cohort / "manifest.json").read_text())
+    return json.loads((cohort / "manifest.json").read_text(encoding="utf-8"))
 
 
 def load(path):
@@ -95,11 +95,11 @@ def test_splits_are_by_subject(cohort):
     assert [len(splits[s]) for s in ("training", "validation", "test")] == [6, 2, 2]
     assert sorted(sum(splits.values(), [])) == list(range(10))
     for kind in ("3d", "2d"):
-        datalist = json.loads((cohort / f"datalist_{kind}.json").read_text())
+        datalist = json.loads((cohort / f"datalist_{kind}.json").read_text(encoding="utf-8"))
         subjects = {s: {e["subject"] for e in datalist[s]} for s in ("training", "validation", "test")}
         assert all(len(v) == 1 for v in subjects.values())
         assert len(set.union(*subjects.values())) == N_SUBJECTS
-    datalist_2d = json.loads((cohort / "datalist_2d.json").read_text())
+    datalist_2d = json.loads((cohort / "datalist_2d.json").read_text(encoding="utf-8"))
     assert len(datalist_2d["training"]) == len(SLICE_INDICES)
 
 
@@ -152,7 +152,10 @@ def test_tumours_are_masses_inside_the_brain(cohort, manifest):
 
 def test_same_seed_same_data_whatever_the_workers(cohort, manifest, tmp_path):
     again = build_sample_data(tmp_path, n_subjects=N_SUBJECTS, seed=7, workers=1)
-    assert json.loads((again / "manifest.json").read_text())["checksums"] == manifest["checksums"]
+    assert (
+        json.loads((again / "manifest.json").read_text(encoding="utf-8"))["checksums"]
+        == manifest["checksums"]
+    )
     np.testing.assert_array_equal(
         load(again / "sub-002" / "t1_ms.nii.gz"), load(cohort / "sub-002" / "t1_ms.nii.gz")
     )
@@ -197,7 +200,7 @@ def test_cli_rejects_bad_arguments(args, message, tmp_path):
 
 def test_cli_rejects_an_unwritable_folder(tmp_path):
     blocker = tmp_path / "a_file"
-    blocker.write_text("not a folder")
+    blocker.write_text("not a folder", encoding="utf-8")
     result = run_cli("build", "--root", str(blocker / "data"), "--subjects", "3")
     assert result.returncode == 2
     assert "cannot write sample data under" in result.stderr and "MEDINPAINT_DATA" in result.stderr

@@ -39,3 +39,17 @@ def test_a_2d_image_becomes_a_one_slice_series(tmp_path):
     np.testing.assert_allclose(read_affine[:2, :2], affine[:2, :2], atol=1e-5)
     np.testing.assert_allclose(read_affine[:2, 3], affine[:2, 3], atol=1e-4)
     np.testing.assert_array_equal(LoadImage(image_only=True)(str(folder)).numpy()[..., 0], plane)
+
+
+def test_each_bundle_imports_its_own_scripts_package(tmp_path):
+    import importlib
+
+    from harness import bundle_scripts
+
+    for name in ("first", "second"):
+        (tmp_path / name / "scripts").mkdir(parents=True)
+        (tmp_path / name / "scripts" / "__init__.py").write_text(f"NAME = {name!r}\n", encoding="utf-8")
+    for name in ("first", "second", "first"):
+        with bundle_scripts(tmp_path / name):
+            assert importlib.import_module("scripts").NAME == name
+    assert str(tmp_path / "first") not in __import__("sys").path

@@ -331,7 +331,7 @@ def test_multi_gpu_config_keeps_all_three_networks_in_sync_across_ranks(tmp_path
     )
     override = tmp_path / "save_params.json"
     multi_gpu = ConfigParser.load_config_file(str(BUNDLE / "configs" / "multi_gpu_train.json"))
-    override.write_text(json.dumps({"training": [*multi_gpu["training"], save]}))
+    override.write_text(json.dumps({"training": [*multi_gpu["training"], save]}), encoding="utf-8")
     configs = [BUNDLE / "configs" / c for c in ("train.json", "quick.json", "multi_gpu_train.json")]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
     args = [

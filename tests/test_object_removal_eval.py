@@ -101,7 +101,7 @@ def test_copy_paste_pairs_ignore_sources_without_one_large_enough_object(tmp_pat
         entries.append({"subject": subject, "slice_z": 0, "image": f"{subject}.nii.gz",
                         "image_ms": f"{subject}.nii.gz", "label_ms": f"{subject}_ms.nii.gz",
                         "ms_pixels": int(label.sum()), "tumour_pixels": 0, "brain": f"{subject}.nii.gz"})  # fmt: skip
-    (tmp_path / "datalist_2d.json").write_text(json.dumps({"test": entries}))
+    (tmp_path / "datalist_2d.json").write_text(json.dumps({"test": entries}), encoding="utf-8")
     pairs = bundle_data.copy_paste_pairs(str(tmp_path), "test", seed=0)
     assert entries[0]["ms_pixels"] == 20  # subject a: 2 lesions of 10 px
     assert {p["source_subject"] for p in pairs} == {"b"}  # a's lesions are too small, c has none
@@ -174,14 +174,14 @@ def test_binned_writer_bins_by_the_true_mask_ratio_and_writes_json_and_markdown(
     # ratios 20/400 = 5 % (PSNR 20 dB), 100/400 = 25 % (40 dB and 20 dB -> mean 30 dB)
     batches = [[labelled(0.1, 20)], [labelled(0.01, 100), labelled(0.1, 100)]]
     engine.run(batches, max_epochs=1)
-    results = json.loads((tmp_path / "binned_metrics.json").read_text())
+    results = json.loads((tmp_path / "binned_metrics.json").read_text(encoding="utf-8"))
     assert results["count"] == {"0-10%": 1, "10-20%": 0, "20-30%": 2, "30-40%": 0}
     assert results["mean"]["psnr"]["0-10%"] == pytest.approx(20.0, abs=1e-3)
     assert results["mean"]["psnr"]["20-30%"] == pytest.approx(30.0, abs=1e-3)
     assert math.isnan(results["mean"]["psnr"]["10-20%"])
     assert results["all"]["psnr"] == pytest.approx(80 / 3, abs=1e-3)
     assert [round(i["mask_ratio"], 3) for i in results["images"]] == [0.05, 0.25, 0.25]
-    table = (tmp_path / "binned_metrics.md").read_text()
+    table = (tmp_path / "binned_metrics.md").read_text(encoding="utf-8")
     assert "| images | 1 | 0 | 2 | 0 | 3 |" in table
     assert "| psnr | 20.000 | – | 30.000 | – | 26.667 |" in table
     assert "| lpips | skipped" in table
@@ -212,5 +212,5 @@ def test_expand_sweep_runs_every_d_and_restores_the_network(tmp_path):
     assert runs["d = -2 px"]["all"]["psnr"] == pytest.approx(40.0, abs=1e-3)  # error 0.01
     assert runs["d = +7 px"]["all"]["psnr"] == pytest.approx(20.0, abs=1e-3)  # error 0.1
     assert (tmp_path / "expand_-2.json").exists() and (tmp_path / "expand_+7.md").exists()
-    assert "| d = +0 px |" in (tmp_path / "expand_sweep.md").read_text()
+    assert "| d = +0 px |" in (tmp_path / "expand_sweep.md").read_text(encoding="utf-8")
     assert (net.expand, net.mask_source, writer.name) == (0, "segmenter", "binned_metrics")

@@ -190,7 +190,7 @@ def test_inference_round_trip_nifti_and_png(tmp_path):
 
 
 def test_bundle_configs_carry_the_papers_defaults():
-    train = json.loads((BUNDLE / "configs" / "train.json").read_text())
+    train = json.loads((BUNDLE / "configs" / "train.json").read_text(encoding="utf-8"))
     assert train["loss_weights"] == {
         "valid": 10.0,
         "hole": 60.0,

@@ -19,7 +19,7 @@ def write_overview(folder: str | Path, png: str | Path, n_rows: int = 4, z: int 
     import matplotlib.pyplot as plt
 
     folder, png = Path(folder), Path(png)
-    subjects = json.loads((folder / "manifest.json").read_text())["subjects"][:n_rows]
+    subjects = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))["subjects"][:n_rows]
     columns = ("lesion-free T1", "MS-like lesions", "tumour-like mass", "GM map", "WM map")
     fig, axes = plt.subplots(
         len(subjects), len(columns), figsize=(3 * len(columns), 3.3 * len(subjects)), squeeze=False

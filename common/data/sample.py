@@ -192,7 +192,7 @@ def _writable_root(root: Path) -> None:
 
 def _read_manifest(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / "manifest.json").read_text())
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -254,7 +254,9 @@ def _write_index(folder: Path, results, n_subjects: int, seed: int, params: Coho
             "n_subjects": n_subjects,
             "labels": {"0": "background", "1": "lesion"},
         }
-        (folder / f"datalist_{kind}.json").write_text(json.dumps({**description, **datalist}, indent=1))
+        (folder / f"datalist_{kind}.json").write_text(
+            json.dumps({**description, **datalist}, indent=1), encoding="utf-8"
+        )
     manifest = {
         "format_version": FORMAT_VERSION,
         "seed": seed,
@@ -266,7 +268,7 @@ def _write_index(folder: Path, results, n_subjects: int, seed: int, params: Coho
         "subjects": subjects,
         "checksums": checksums,
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
 
 def load_datalist(

@@ -390,7 +390,7 @@ def _pycocotools():
 
 
 def _coco_index(annotation_file: str | Path, category: str):
-    data = json.loads(Path(annotation_file).read_text())
+    data = json.loads(Path(annotation_file).read_text(encoding="utf-8"))
     ids = [c["id"] for c in data.get("categories", []) if c.get("name") == category]
     if not ids:
         names = sorted(c.get("name") for c in data.get("categories", []))

@@ -24,7 +24,7 @@ def read_metrics(folder: Path) -> dict[str, float]:
     if not path.exists():
         return {}
     values = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         name, _, value = line.partition(",")
         try:
             values[name] = float(value)
@@ -40,7 +40,7 @@ def read_segmentation(folder: Path, name: str) -> dict | None:
         if len(candidates) != 1:
             return None
         path = candidates[0]
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def tables(runs: dict[str, Path]) -> str:

@@ -155,7 +155,7 @@ def write_report(
         **(extra or {}),
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"segmentation_{model_name}.json").write_text(json.dumps(summary, indent=2))
+    (out / f"segmentation_{model_name}.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     for subject, cases in subjects.items():
         k = int(np.argmax([c["label"].sum() for c in cases]))
         produced = result["outputs"][subject]

@@ -159,8 +159,8 @@ def report(
         "paper": PAPER,
         "abnormal_threshold": abnormal_threshold,
     }
-    Path(output_dir, "evaluation.json").write_text(json.dumps(result, indent=1))
-    Path(output_dir, "evaluation.md").write_text(markdown_table(summary, len(per_subject)))
+    Path(output_dir, "evaluation.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    Path(output_dir, "evaluation.md").write_text(markdown_table(summary, len(per_subject)), encoding="utf-8")
     logger.info("evaluation summary: %s", summary)
     return result
 

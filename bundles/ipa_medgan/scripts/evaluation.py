@@ -135,8 +135,10 @@ def write_report(
     docs = Path(docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
     table = format_table(rows, n_test=len(next(iter(panels.values()))["data"]["image"]))
-    (docs / "table1.md").write_text(table)
-    (docs / "table1.json").write_text(json.dumps({f"{m}/{e}": v for (m, e), v in rows.items()}, indent=1))
+    (docs / "table1.md").write_text(table, encoding="utf-8")
+    (docs / "table1.json").write_text(
+        json.dumps({f"{m}/{e}": v for (m, e), v in rows.items()}, indent=1), encoding="utf-8"
+    )
     write_panel(panels, docs / "panel.png")
     print(table)
     return rows

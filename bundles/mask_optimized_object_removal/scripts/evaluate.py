@@ -124,8 +124,12 @@ class BinnedMetricsWriter:
     def write(self, engine: Engine | None = None) -> dict:
         self.results = self.compute()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / f"{self.name}.json").write_text(json.dumps(self.results, indent=2))
-        (self.output_dir / f"{self.name}.md").write_text(markdown_table(self.results) + "\n")
+        (self.output_dir / f"{self.name}.json").write_text(
+            json.dumps(self.results, indent=2), encoding="utf-8"
+        )
+        (self.output_dir / f"{self.name}.md").write_text(
+            markdown_table(self.results) + "\n", encoding="utf-8"
+        )
         logger.info("binned metrics (%s):\n%s", self.name, markdown_table(self.results))
         return self.results
 
@@ -153,7 +157,8 @@ def comparison_table(runs: Mapping[str, Mapping | str | Path], metric: str = "ps
     """One row per run (label -> results dict or path of a :class:`BinnedMetricsWriter` JSON), one column per
     bin (``metric`` mean, images per bin in the header) plus all images."""
     loaded = {
-        k: json.loads(Path(v).read_text()) if isinstance(v, (str, Path)) else v for k, v in runs.items()
+        k: json.loads(Path(v).read_text(encoding="utf-8")) if isinstance(v, (str, Path)) else v
+        for k, v in runs.items()
     }
     first = next(iter(loaded.values()))
     bins = first["bins"]
@@ -189,8 +194,8 @@ def expand_sweep(
     finally:
         writer.name, network.mask_source, network.expand = base
     tables = [f"mask source: {mask_source}"] + [comparison_table(runs, m, 3) for m in writer.binned]
-    (writer.output_dir / "expand_sweep.md").write_text("\n\n".join(tables) + "\n")
-    (writer.output_dir / "expand_sweep.json").write_text(json.dumps(runs, indent=2))
+    (writer.output_dir / "expand_sweep.md").write_text("\n\n".join(tables) + "\n", encoding="utf-8")
+    (writer.output_dir / "expand_sweep.json").write_text(json.dumps(runs, indent=2), encoding="utf-8")
     logger.info("expand sweep:\n%s", "\n\n".join(tables))
     return runs
 

@@ -351,8 +351,10 @@ def run_protocol(
     results, example = evaluate(methods, items, mask_options, min_roi_size, _load_lpips())
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps({"checkpoint": checkpoint, "results": results}, indent=1))
-    (out / "evaluation.md").write_text(markdown_table(results))
+    (out / "evaluation.json").write_text(
+        json.dumps({"checkpoint": checkpoint, "results": results}, indent=1), encoding="utf-8"
+    )
+    (out / "evaluation.md").write_text(markdown_table(results), encoding="utf-8")
     np.savez_compressed(
         out / "examples.npz",
         **{

@@ -56,19 +56,22 @@ def train_and_evaluate(config: dict, out: Path, paper_scale: bool, max_images: i
     """Train one variant (skipped when its ``evaluation.json`` exists) and return its results."""
     result = out / "evaluation.json"
     if result.exists():
-        return json.loads(result.read_text())["results"]
+        return json.loads(result.read_text(encoding="utf-8"))["results"]
     configs = [BUNDLE / "configs" / "train.json"] + (
         [] if paper_scale else [BUNDLE / "configs" / "quick.json"]
     )
     mask = json.dumps(
-        {**json.loads((BUNDLE / "configs" / "train.json").read_text())["mask_config"], **config}
+        {
+            **json.loads((BUNDLE / "configs" / "train.json").read_text(encoding="utf-8"))["mask_config"],
+            **config,
+        }
     )
     common_args = ["--bundle_root", str(BUNDLE), "--output_dir", str(out), "--mask_config", mask]
     run_bundle(["run", "training", "--config_file", json.dumps([str(c) for c in configs]), *common_args])
     evaluate = [*configs, BUNDLE / "configs" / "evaluate.json"]
     limit = [] if max_images is None else ["--eval_max_images", str(max_images)]
     run_bundle(["run", "--config_file", json.dumps([str(c) for c in evaluate]), *common_args, *limit])
-    return json.loads(result.read_text())["results"]
+    return json.loads(result.read_text(encoding="utf-8"))["results"]
 
 
 def main(argv=None) -> None:
@@ -106,7 +109,7 @@ def main(argv=None) -> None:
         if baseline is not None:
             results["biharmonic (no training)"] = baseline
         lines += [f"## {title}\n", markdown_table(results)]
-    (root / "tables.md").write_text("\n".join(lines))
+    (root / "tables.md").write_text("\n".join(lines), encoding="utf-8")
     for kind in MASK_KINDS:
         outputs = {}
         image = hole = None
@@ -118,7 +121,7 @@ def main(argv=None) -> None:
                 outputs["biharmonic"] = example[f"{kind}__out_biharmonic"]
         if image is not None:
             save_panel(root / f"panel_{kind}.png", image, hole, outputs)
-    print((root / "tables.md").read_text())
+    print((root / "tables.md").read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":
