@@ -13,6 +13,8 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.handlers import CheckpointLoader
 
+from common.transforms import DropTrailingSingletond
+
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "ipa_medgan"
 
 
@@ -157,11 +159,11 @@ def test_drop_trailing_singleton_keeps_the_affine():
     affine = torch.diag(torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=torch.float64))
     affine[2, 3] = -22.0
     image = MetaTensor(torch.rand(1, 8, 6, 1), affine=affine)
-    out = scripts.transforms.DropTrailingSingletond(keys="image")({"image": image})["image"]
+    out = DropTrailingSingletond(keys="image", require_2d=True)({"image": image})["image"]
     assert out.shape == (1, 8, 6)
     torch.testing.assert_close(out.affine, affine)
     with pytest.raises(ValueError, match="2D"):
-        scripts.transforms.DropTrailingSingletond(keys="image")({"image": torch.rand(1, 8, 6, 3)})
+        DropTrailingSingletond(keys="image", require_2d=True)({"image": torch.rand(1, 8, 6, 3)})
 
 
 def test_percentile_scaling_round_trips():

@@ -230,3 +230,12 @@ def test_drop_trailing_singleton_keeps_the_affine_and_updates_the_spatial_shape(
 def test_dicom_time_parsing_rejects_garbage():
     with pytest.raises(ValueError, match="AcquisitionTime"):
         suv_factor(pet_header(AcquisitionTime="noon"))
+
+
+def test_drop_trailing_singleton_can_require_2d():
+    from common.transforms import DropTrailingSingletond
+
+    volume = torch.rand(1, 6, 5, 3)
+    assert DropTrailingSingletond("image")({"image": volume})["image"].shape == (1, 6, 5, 3)
+    with pytest.raises(ValueError, match="slice volumes before a 2D model"):
+        DropTrailingSingletond("image", require_2d=True)({"image": volume})

@@ -16,3 +16,6 @@ from common.transforms.pet_ct import *  # noqa: F403
 # T1 preprocessing to the MNI grid and back (3D blind lesion inpainting)
 from common.transforms.preprocessing import *  # noqa: F403
 from common.transforms.pseudo_segments import *  # noqa: F403
+
+# one-slice DICOM/NIfTI reads to 2D
+from common.transforms.slices import *  # noqa: F403

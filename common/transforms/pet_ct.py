@@ -46,7 +46,6 @@ __all__ = [
     "lung_field_mask",
     "foreground_mask",
     "OrganOfInterestd",
-    "DropTrailingSingletond",
 ]
 
 #: CT windows (HU) of the paper.
@@ -284,24 +283,4 @@ class OrganOfInterestd(MapTransform):
             out = MetaTensor(out)
             out.copy_meta_from(image)
         d[self.ooi_key] = out
-        return d
-
-
-class DropTrailingSingletond(MapTransform):
-    """Turn a one-slice volume ``(C, H, W, 1)`` (a 2D DICOM or NIfTI slice read as 3D) into ``(C, H, W)``.
-
-    The 4x4 affine is kept (so outputs are written back in the slice's 3D position) and the metadata
-    ``spatial_shape`` updated, which ``SaveImage`` uses to find the channel dimension. Other shapes pass
-    unchanged.
-    """
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            image = d[key]
-            if image.ndim == 4 and image.shape[-1] == 1:
-                image = image[..., 0]
-                if isinstance(image, MetaTensor):
-                    image.meta["spatial_shape"] = np.asarray(image.shape[1:])
-                d[key] = image
         return d

@@ -13,31 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["DropTrailingSingletond", "PercentileScaled", "RestoreIntensityd"]
-
-
-class DropTrailingSingletond(MapTransform):
-    """(C, H, W, 1) -> (C, H, W): a one-slice DICOM series read by ITK. The 4x4 affine is kept, so the output
-    written from it keeps the slice's position. Other shapes pass unchanged; anything but 2D raises."""
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            image = d[key]
-            if image.ndim == 4 and image.shape[-1] == 1:
-                image = image[..., 0]
-                if isinstance(image, MetaTensor):  # writers reshape to the recorded spatial shape
-                    image.meta["spatial_shape"] = np.asarray(image.shape[1:])
-            if image.ndim != 3:
-                raise ValueError(
-                    f"{key}: expected a 2D channel-first image (C, H, W) or a one-slice (C, H, W, 1), "
-                    f"got shape {tuple(image.shape)}."
-                )
-            d[key] = image
-        return d
+__all__ = ["PercentileScaled", "RestoreIntensityd"]
 
 
 class PercentileScaled(MapTransform):

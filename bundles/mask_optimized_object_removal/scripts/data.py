@@ -16,14 +16,13 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import load_decathlon_datalist
-from monai.transforms import MapTransform, SqueezeDim
+from monai.transforms import MapTransform
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from common.transforms import copy_paste_datalist
 from common.transforms.copy_paste import DEFAULT_MEDICAL_OBJECTS, object_components
 
 __all__ = [
-    "DropTrailingSingletond",
     "RandomMaskInsteadOfObjectd",
     "TissueClassesd",
     "copy_paste_pairs",
@@ -97,25 +96,6 @@ class TissueClassesd(MapTransform):
             d[self.onehot_key] = (
                 torch.nn.functional.one_hot(labels, self.classes + 1).permute(2, 0, 1).float()
             )
-        return d
-
-
-class DropTrailingSingletond(MapTransform):
-    """Drop a trailing singleton spatial dimension (a one-slice DICOM read as (C, H, W, 1)), keeping 2D input.
-
-    The 4x4 affine is kept (as MONAI keeps it for a 2D NIfTI) and ``spatial_shape`` updated, so the output
-    is written with the input's geometry.
-    """
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            if d[key].ndim == 4 and d[key].shape[-1] == 1:
-                d[key] = SqueezeDim(dim=-1, update_meta=False)(d[key])
-                if hasattr(d[key], "meta"):
-                    d[key].meta["spatial_shape"] = np.asarray(d[key].shape[1:])
-            if d[key].ndim != 3:
-                raise ValueError(f"'{key}' must be a 2D image (C, H, W), got shape {tuple(d[key].shape)}.")
         return d
 
 
