@@ -16,7 +16,7 @@ from monai.config import KeysCollection
 from scipy import ndimage
 from skimage.morphology import ball, disk
 
-from common.transforms.masks import MaskTransformd, to_numpy, validate_image
+from common.transforms.masks import MaskTransformd
 
 __all__ = ["LesionMaskd", "lesion_mask"]
 
@@ -66,13 +66,7 @@ class LesionMaskd(MaskTransformd):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
-        spatial = self.spatial_shape(d)
-        label = d[self.label_key]
-        if validate_image(label, f"data[{self.label_key!r}]") != spatial or label.shape[0] != 1:
-            raise ValueError(
-                f"label must have shape {(1, *spatial)} like the images, got {tuple(label.shape)}"
-            )
-        label = to_numpy(label)
+        label = self.single_channel_map(d, self.label_key, "label")
         holes = lesion_mask(label[0], self.label_values, self.dilation)
         if not holes.any() and not self.allow_empty:
             raise ValueError(

@@ -161,6 +161,17 @@ class MaskTransformd(MapTransform):
             raise ValueError(f"images under keys {self.keys} have different spatial shapes: {sorted(shapes)}")
         return shapes.pop()
 
+    def single_channel_map(self, data: Mapping[Hashable, Any], key: str, what: str) -> np.ndarray:
+        """``data[key]`` (a label or organ mask) as a numpy array of shape ``(1, *spatial)`` matching the images
+        (ValueError naming ``what`` otherwise)."""
+        spatial = self.spatial_shape(data)
+        array = data[key]
+        if validate_image(array, f"data[{key!r}]") != spatial or array.shape[0] != 1:
+            raise ValueError(
+                f"{what} must have shape {(1, *spatial)} like the images, got {tuple(array.shape)}"
+            )
+        return to_numpy(array)
+
     def first_image(self, data: Mapping[Hashable, Any]) -> np.ndarray | torch.Tensor:
         """The first image found under ``keys``; its type and metadata shape the outputs."""
         return data[next(iter(self.key_iterator(data)))]
@@ -689,13 +700,7 @@ class SlidingCircleMasksd(MaskTransformd):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
-        spatial = self.spatial_shape(d)
-        ooi = d[self.ooi_key]
-        if validate_image(ooi, f"data[{self.ooi_key!r}]") != spatial or ooi.shape[0] != 1:
-            raise ValueError(
-                f"organ-of-interest mask must have shape {(1, *spatial)}, got {tuple(ooi.shape)}"
-            )
-        ooi = to_numpy(ooi)
+        ooi = self.single_channel_map(d, self.ooi_key, "organ-of-interest mask")
         holes, _ = sliding_circle_masks(ooi[0], self.radius, self.step)
         return self.write_outputs(d, holes, batched=True)
 
