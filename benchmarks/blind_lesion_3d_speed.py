@@ -7,9 +7,10 @@ Each variant runs in its own subprocess (so peak memory is its own) with a fixed
 * ``frozen``: ``torch.jit.trace`` + ``torch.jit.optimize_for_inference`` (folds BatchNorm into the convs, oneDNN
   layouts); the network is traced, not scripted (see the bundle's metadata).
 
-Prints one Markdown row per variant: median and min seconds over ``--repeats`` runs after one warm-up, peak
-resident memory, and the speed-up of the median against ``plain`` measured in the same invocation. The paper
-reports about 8 s per volume on CPU and 0.5 s on GPU.
+Prints one Markdown row per variant: median and min wall seconds over ``--repeats`` runs after one warm-up, the
+median CPU seconds of the process (all threads; less sensitive than wall time to other jobs on a shared machine),
+peak resident memory, and the speed-up of the median against ``plain`` measured in the same invocation, with the
+load average before and after. The paper reports about 8 s per volume on CPU and 0.5 s on GPU.
 
     python benchmarks/blind_lesion_3d_speed.py --threads 2 --repeats 5
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -41,18 +43,20 @@ def measure(variant: str, threads: int, repeats: int, filters: int) -> dict:
         with torch.no_grad():
             net = torch.jit.optimize_for_inference(torch.jit.trace(net, volume))
     context = torch.inference_mode if variant == "inference_mode" else torch.no_grad
-    times = []
+    times, cpu_times = [], []
     with context():
         reference = net(volume)
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             net(volume)
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
     return {
         "variant": variant,
         "median_s": statistics.median(times),
         "min_s": min(times),
+        "cpu_s": statistics.median(cpu_times),
         "peak_gib": peak_gib,
         "output_mean": float(reference.mean()),
     }
@@ -71,6 +75,7 @@ def main(argv=None) -> None:
     if args.child:
         print(json.dumps(measure(args.child, args.threads, args.repeats, args.filters)))
         return
+    load_before = os.getloadavg()
     rows = []
     for variant in args.variants:
         command = [
@@ -91,11 +96,15 @@ def main(argv=None) -> None:
     print(
         f"CPU, {args.threads} threads, {args.filters} filters, input {SHAPE[2:]}, {args.repeats} runs after a warm-up"
     )
-    print("| variant | median s | min s | peak RSS GiB | speed-up vs plain | output mean |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after: {', '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)"
+    )
+    print("| variant | median s | min s | median CPU s | peak RSS GiB | speed-up vs plain | output mean |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['variant']} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['peak_gib']:.2f} | "
+            f"| {r['variant']} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_gib']:.2f} | "
             f"{baseline / r['median_s']:.2f}x | {r['output_mean']:.5f} |"
         )
 

@@ -49,6 +49,8 @@ TRAIN_IDS = (
     "validate#evaluator",
     "validate#handlers",
     "val_interval",
+    "progress_bar",
+    "tensorboard_dir",
     "initialize",
     "run",
     "training",
@@ -65,10 +67,47 @@ INFERENCE_IDS = (
     "postprocessing",
     "inferer",
     "evaluator",
+    "allow_random_weights",
     "initialize",
     "run",
     "finalize",
 )
+
+
+PAPER_WIDTH_OVERRIDE = "inference_paper_width.json"
+
+
+def random_weights_overrides(bundle: Path) -> list[str]:
+    """CLI overrides letting inference run on random weights, ONLY while ``models/model.pt`` is not shipped yet
+    (so once it is, every inference test exercises the shipped weights)."""
+    return [] if (bundle / "models" / "model.pt").is_file() else ["--allow_random_weights", "true"]
+
+
+def state_dict_shapes(bundle: Path, *configs: str) -> dict[str, tuple[int, ...]]:
+    """Parameter/buffer names and shapes of ``network_def`` built from ``configs`` merged in order (on the meta
+    device: no memory is allocated, so paper-width networks are cheap to compare)."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in configs])
+    parser.update({"bundle_root": str(bundle)})
+    with bundle_scripts(bundle), torch.device("meta"):
+        network = parser.get_parsed_content("network_def")
+    return {name: tuple(value.shape) for name, value in network.state_dict().items()}
+
+
+def tensorboard_tags(log_dir: Path) -> tuple[set[str], set[str]]:
+    """(scalar tags, image tags) of every TensorBoard event file under ``log_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars, images = set(), set()
+    for events in sorted(Path(log_dir).rglob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0, "images": 1})
+        accumulator.Reload()
+        scalars.update(accumulator.Tags()["scalars"])
+        images.update(accumulator.Tags()["images"])
+    return scalars, images
 
 
 def find_bundles(root: Path = REPO / "bundles") -> list[Path]:

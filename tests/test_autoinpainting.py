@@ -169,3 +169,29 @@ def test_crop_scoring_finds_the_same_circles_with_an_oracle(scene):
     torch.testing.assert_close(cropped.inpainted, full.inpainted)
     with pytest.raises(ValueError, match="diameter"):
         AutoInpainter(radius=12, crop_size=24)
+
+
+def test_outputs_keep_the_subject_folders_so_equal_slice_names_do_not_overwrite(tmp_path):
+    from monai.transforms import SaveImage
+
+    from common.engines import RelativeOutputName
+
+    root, out = tmp_path / "data", tmp_path / "out"
+    sources = [
+        root / "sub-1/slices/z050.nii.gz",
+        root / "sub-2/slices/z050.nii.gz",
+        tmp_path / "own/z050.nii.gz",
+    ]
+    for k, source in enumerate(sources):
+        image = MetaTensor(torch.full((2, 6, 5, 1), float(k)))
+        image.meta["filename_or_obj"] = str(source)
+        SaveImage(
+            out,
+            "pred",
+            separate_folder=False,
+            data_root_dir=str(root),
+            print_log=False,
+            output_name_formatter=RelativeOutputName(root),
+        )(image)
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.nii.gz"))
+    assert written == ["sub-1/slices/z050_pred.nii.gz", "sub-2/slices/z050_pred.nii.gz", "z050_pred.nii.gz"]

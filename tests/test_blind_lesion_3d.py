@@ -176,7 +176,11 @@ def test_configs_define_both_stages_and_paper_defaults():
     outputs = json.loads((CONFIGS / "metadata.json").read_text(encoding="utf-8"))["network_data_format"][
         "outputs"
     ]
-    assert [inference["output_postfix"]] == list(outputs)  # the harness looks for <name>_<outputs key>.nii.gz
+    assert list(outputs) == ["pred"]  # MONAI Label takes the first output: the abnormal-WM map
+    assert (inference["output_postfix"], inference["inpainted_postfix"]) == ("abnormal_wm", "inpainted")
+    assert (
+        stage1["lesion_bank_size"] == 500 and quick["lesion_bank_size"] == 30
+    )  # the paper's bank; CPU quick run
     evaluate = _parser("train.json", "evaluate.json")
     assert "evaluating" in evaluate
 
@@ -242,7 +246,127 @@ def test_quick_training_both_stages_inference_and_evaluation(tmp_path):
         ],
         check=True,
     )
-    written = nib.load(tmp_path / "t1_ms_pred.nii.gz")
     reference = nib.load(source)
-    assert written.shape == reference.shape
-    np.testing.assert_allclose(written.affine, reference.affine, atol=1e-4)
+    for name in ("t1_ms_abnormal_wm.nii.gz", "t1_ms_inpainted.nii.gz"):
+        written = nib.load(tmp_path / name)
+        assert written.shape == reference.shape
+        np.testing.assert_allclose(written.affine, reference.affine, atol=1e-4)
+
+
+def test_abnormal_wm_map_is_the_thresholded_difference_inside_white_matter():
+    rng = np.random.default_rng(0)
+    inpainted = rng.uniform(0.3, 1.3, size=(20, 20, 20))
+    lesioned = inpainted.copy()
+    lesioned[5:9, 5:9, 5:9] -= 0.5  # a dark lesion, half of it outside white matter
+    wm = np.zeros(inpainted.shape, bool)
+    wm[:7] = True
+    expected = np.zeros(inpainted.shape, bool)
+    expected[5:7, 5:9, 5:9] = True
+    found = scripts.abnormal_wm.abnormal_wm_map(lesioned, inpainted, 0.25, wm=wm)
+    np.testing.assert_array_equal(found, expected)
+    assert not scripts.abnormal_wm.abnormal_wm_map(lesioned, inpainted, 0.6, wm=wm).any()
+    with pytest.raises(ValueError, match="positive"):
+        scripts.abnormal_wm.abnormal_wm_map(lesioned, inpainted, 0.0, wm=wm)
+    with pytest.raises(ValueError, match="differ in shape"):
+        scripts.abnormal_wm.abnormal_wm_map(lesioned, inpainted, 0.25)  # default WM prior: MNI grid only
+
+
+def test_default_white_matter_is_the_mni_prior_on_the_mni_grid():
+    wm = scripts.abnormal_wm.mni_white_matter()
+    assert wm.shape == (182, 218, 182) and wm.dtype == bool
+    assert 350_000 < wm.sum() < 800_000  # adult WM is ~0.4-0.7 L at 1 mm^3 per voxel
+    assert (
+        wm[91, 126 + 10, 72 + 20] and not wm[0, 0, 0]
+    )  # deep WM near the ventricles (MNI ~(0, 10, 20)); corner
+
+
+def _native_t1(folder: Path, shape=(40, 48, 40), spacing=4.0):
+    """A brain-like ellipsoid (WM core, GM shell, CSF rim) on a coarse x-flipped grid lying in MNI world space,
+    and a lesion mask in its WM; returns the NIfTI paths."""
+    centre = (np.asarray(shape) - 1) / 2
+    radii = np.asarray(shape) * 0.42
+    grid = np.indices(shape).astype(np.float64)
+    r = np.sqrt((((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(axis=0))
+    t1 = np.select([r < 0.6, r < 0.9, r < 1.0], [1200.0, 800.0, 300.0], 0.0).astype(np.float32)
+    affine = np.diag([-spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = np.array([0.0, -18.0, 18.0]) - affine[:3, :3] @ centre  # centred in the MNI box
+    lesion = np.zeros(shape, np.uint8)
+    lesion[18:22, 22:26, 18:22] = 1
+    t1[lesion > 0] = 700.0
+    paths = {}
+    for name, array in (("t1", t1), ("lesion", lesion)):
+        nib.save(nib.Nifti1Image(array, affine), folder / f"{name}.nii.gz")
+        paths[name] = str(folder / f"{name}.nii.gz")
+    return paths
+
+
+def _tiny_inference(tmp_path, *names, **overrides) -> ConfigParser:
+    """inference.json (+ overrides) with a 2-filter, 2-level network on random weights and standardisation only,
+    so a whole MNI-grid volume runs in seconds."""
+    parser = _parser("inference.json", *names)
+    options = {"denoise": False, "bias_correct": False, "register": False, "standardise": True}
+    parser.update(
+        {
+            "output_dir": str(tmp_path / "out"),
+            "checkpoint": str(tmp_path / "no_weights.pt"),
+            "allow_random_weights": True,
+            "network_def#filters": 2,
+            "network_def#levels": 2,
+            "preprocessing_options": {**options, "check_modality": False},
+            **overrides,
+        }
+    )
+    return parser
+
+
+def test_blind_inference_writes_a_binary_abnormal_wm_map_and_the_inpainted_t1_in_native_space(tmp_path):
+    paths = _native_t1(tmp_path)
+    _tiny_inference(tmp_path, datalist=[{"image": paths["t1"]}]).get_parsed_content("evaluator").run()
+    reference = nib.load(paths["t1"])
+    abnormal = nib.load(tmp_path / "out" / "t1_abnormal_wm.nii.gz")
+    inpainted = nib.load(tmp_path / "out" / "t1_inpainted.nii.gz")
+    for written in (abnormal, inpainted):
+        assert written.shape == reference.shape
+        np.testing.assert_allclose(written.affine, reference.affine, atol=1e-4)
+    assert abnormal.get_data_dtype() == np.uint8 and set(np.unique(abnormal.get_fdata())) <= {0.0, 1.0}
+    assert inpainted.get_data_dtype() == np.float32
+
+
+def test_non_blind_inference_fills_only_the_lesion_in_native_space(tmp_path):
+    paths = _native_t1(tmp_path)
+    entry = {"image": paths["t1"], "label": paths["lesion"]}
+    _tiny_inference(tmp_path, "inference_nonblind.json", datalist=[entry]).get_parsed_content(
+        "evaluator"
+    ).run()
+    reference = nib.load(paths["t1"])
+    filled = nib.load(tmp_path / "out" / "t1_filled.nii.gz")
+    assert filled.shape == reference.shape
+    np.testing.assert_allclose(filled.affine, reference.affine, atol=1e-4)
+    lesion = np.asanyarray(nib.load(paths["lesion"]).dataobj) > 0
+    np.testing.assert_array_equal(filled.get_fdata()[~lesion], reference.get_fdata()[~lesion])
+    assert not np.allclose(filled.get_fdata()[lesion], reference.get_fdata()[lesion])  # the network's fill
+
+
+def test_non_blind_inference_rejects_an_empty_mask_and_a_mask_on_another_grid(tmp_path):
+    paths = _native_t1(tmp_path)
+    nib.save(
+        nib.Nifti1Image(np.zeros((40, 48, 40), np.uint8), nib.load(paths["t1"]).affine), tmp_path / "e.nii"
+    )
+    nib.save(nib.Nifti1Image(np.ones((20, 24, 20), np.uint8), np.diag([8.0, 8, 8, 1])), tmp_path / "g.nii")
+    preprocessing = _tiny_inference(tmp_path, "inference_nonblind.json").get_parsed_content("preprocessing")
+    for mask, reason in (("e.nii", "holds no lesion"), ("g.nii", "different geometry")):
+        with pytest.raises(RuntimeError) as error:  # MONAI's Compose wraps the transform's ValueError
+            preprocessing({"image": paths["t1"], "label": str(tmp_path / mask)})
+        assert isinstance(error.value.__cause__, ValueError) and reason in str(error.value.__cause__)
+
+
+def test_inference_threshold_is_the_one_chosen_on_validation():
+    """inference.json (what MONAI Label runs) and evaluate.json apply the same abnormal-WM threshold."""
+    inference = _parser("inference.json")
+    evaluation = _parser("train.json", "blind.json", "evaluate.json")
+    assert inference["abnormal_threshold"] == evaluation["abnormal_threshold"]
+    assert "validation" in inference["abnormal_threshold_selection"]
+    meta = json.loads((CONFIGS / "metadata.json").read_text(encoding="utf-8"))
+    pred = meta["network_data_format"]["outputs"]["pred"]
+    assert pred["format"] == "segmentation"
+    assert pred["channel_def"] == {"0": "background", "1": "abnormal white matter"}

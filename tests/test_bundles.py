@@ -13,17 +13,24 @@ import torch
 from harness import (
     INFERENCE_IDS,
     OVERRIDE_CONFIGS,
+    PAPER_WIDTH_OVERRIDE,
     REQUIRED_FILES,
     SCHEMA,
     TRAIN_IDS,
     bundle_scripts,
     config_list,
     find_bundles,
+    random_weights_overrides,
     run_bundle,
     spatial_geometry,
+    state_dict_shapes,
+    tensorboard_tags,
     write_dicom_series,
 )
 from monai.bundle import ConfigParser, ckpt_export, verify_metadata, verify_net_in_out
+
+from common.engines import read_state_dict
+from common.zoo import MAX_FILE_BYTES, ZOO_REQUIRED_FILES, zoo_problems
 
 BUNDLES = find_bundles()
 bundle_params = pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
@@ -89,6 +96,48 @@ def test_metadata_passes_the_zoo_schema_offline(bundle):
 
 
 @bundle_params
+def test_zoo_required_files_and_weights(bundle):
+    """The zoo's own checks: its required files (models/model.pt included), version in the changelog, every
+    shipped file within 25 MB, weights loadable with weights_only=True."""
+    missing = [f for f in ZOO_REQUIRED_FILES if not (bundle / f).is_file()]
+    assert not missing, f"{bundle.name} lacks {missing} (demo weights: see docs/bundle_conventions.md)"
+    assert (bundle / "models" / "model.pt").stat().st_size <= MAX_FILE_BYTES
+    assert zoo_problems(bundle, SCHEMA) == []
+
+
+@bundle_params
+def test_shipped_weights_load_strictly_into_the_inference_network(bundle):
+    checkpoint = bundle / "models" / "model.pt"
+    assert checkpoint.is_file(), f"{bundle.name} ships no models/model.pt"
+    network = parser_for(bundle, "inference.json").get_parsed_content("network_def")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert state.keys() == network.state_dict().keys(), "models/model.pt must be a bare state dict"
+    network.load_state_dict(read_state_dict(checkpoint), strict=True)
+
+
+@bundle_params
+def test_inference_architecture_is_the_demo_one_and_the_override_restores_the_papers(bundle):
+    """inference.json builds the quick.json (demo-weights) network; inference_paper_width.json switches it back
+    to train.json's, so weights trained at either scale load."""
+    demo = shape_differences(state_dict_shapes(bundle, "inference.json"), state_dict_shapes(bundle, *QUICK))
+    assert not demo, f"inference.json's network is not train.json+quick.json's: {demo}"
+    assert (bundle / "configs" / PAPER_WIDTH_OVERRIDE).is_file(), f"{bundle.name} lacks {PAPER_WIDTH_OVERRIDE}"
+    paper = state_dict_shapes(bundle, "inference.json", PAPER_WIDTH_OVERRIDE)
+    paper = shape_differences(paper, state_dict_shapes(bundle, "train.json"))
+    assert not paper, f"inference.json+{PAPER_WIDTH_OVERRIDE}'s network is not train.json's: {paper}"
+
+
+QUICK = ("train.json", "quick.json")
+
+
+def shape_differences(actual, expected):
+    """How many keys differ between two {name: shape} maps, with the first few."""
+    keys = [k for k in sorted(actual.keys() | expected.keys()) if actual.get(k) != expected.get(k)]
+    examples = ", ".join(f"{k}: {actual.get(k)} vs {expected.get(k)}" for k in keys[:3])
+    return f"{len(keys)} differ, e.g. {examples}" if keys else ""
+
+
+@bundle_params
 def test_network_matches_metadata(bundle):
     verify_net_in_out(
         net_id="network_def",
@@ -123,6 +172,9 @@ def short_training(bundle, output_dir, configs, n_train, n_val):
 def test_training_runs_a_couple_of_iterations(bundle, tmp_path):
     run_bundle(short_training(bundle, tmp_path, ("train.json", "quick.json"), 2, 1), cwd=tmp_path)
     assert list(tmp_path.rglob("*.pt")), "training wrote no checkpoint"
+    scalars, images = tensorboard_tags(tmp_path / "tensorboard")
+    assert "train_loss" in scalars, f"no train_loss in TensorBoard scalars {sorted(scalars)}"
+    assert {"val/image_0", "val/pred_0"} <= images, f"no validation panels in {sorted(images)}"
 
 
 @bundle_params
@@ -137,7 +189,8 @@ def test_inference_reads_nifti_and_dicom_and_keeps_geometry(bundle, tmp_path):
     out = tmp_path / "out"
     configs = config_list(bundle / "configs" / "inference.json", override)
     run_bundle(
-        ["run", "--config_file", configs, "--bundle_root", str(bundle), "--output_dir", str(out)],
+        ["run", "--config_file", configs, "--bundle_root", str(bundle), "--output_dir", str(out)]
+        + random_weights_overrides(bundle),
         cwd=tmp_path,
     )
     for source, name in ((nifti, stem), (dicom, dicom.name)):

@@ -207,7 +207,16 @@ def test_sample_data_pairs_paste_a_real_lesion_into_the_brain():
     assert torch.equal(out["image"][~mask], out["clean"][~mask])
 
 
-def test_coco_reader_needs_pycocotools_with_a_clear_message(tmp_path, monkeypatch):
+def write_coco(tmp_path, annotations):
+    """A COCO annotation file and an empty file for each listed image."""
+    for image in annotations["images"]:
+        (tmp_path / image["file_name"]).write_bytes(b"")
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(annotations), encoding="utf-8")
+    return path
+
+
+def test_coco_reader_errors_are_clear(tmp_path, monkeypatch):
     annotations = {
         "images": [{"id": 1, "file_name": "a.jpg", "height": 8, "width": 8},
                    {"id": 2, "file_name": "b.jpg", "height": 8, "width": 8}],
@@ -215,26 +224,63 @@ def test_coco_reader_needs_pycocotools_with_a_clear_message(tmp_path, monkeypatc
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "area": 4, "iscrowd": 0,
                          "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]}],
     }  # fmt: skip
-    path = tmp_path / "instances.json"
-    path.write_text(json.dumps(annotations), encoding="utf-8")
+    path = write_coco(tmp_path, annotations)
     assert coco_backgrounds(path, tmp_path) == [str(tmp_path / "b.jpg")]
-    with pytest.raises(ValueError, match="category 'cat'"):
+    with pytest.raises(ValueError, match=r"category 'cat' not in .*\['dog', 'person'\]"):
         coco_backgrounds(path, tmp_path, category="cat")
+    with pytest.raises(FileNotFoundError, match="COCO annotation file .*missing.json"):
+        coco_backgrounds(tmp_path / "missing.json", tmp_path)
+    (tmp_path / "b.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="image 'b.jpg' .* is not in"):
+        coco_backgrounds(path, tmp_path)
     monkeypatch.setitem(sys.modules, "pycocotools", None)
     with pytest.raises(ImportError, match="pip install pycocotools"):
         coco_objects(path, tmp_path)
 
 
-def test_coco_polygons_are_decoded(tmp_path):
-    pytest.importorskip("pycocotools")
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside pycocotools decode
+def test_coco_polygon_and_rle_masks_of_the_selected_category(tmp_path):
+    """One polygon and one uncompressed-RLE person, a dog that must be left out, a crowd person (compressed
+    RLE) kept only on request; expected masks built by hand on a non-square image (x = column, y = row)."""
+    coco_mask = pytest.importorskip("pycocotools.mask")
+    height, width = 8, 10
+    # L shape (1,1) (6,1) (6,3) (3,3) (3,6) (1,6): the pixels whose centres lie inside
+    polygon = np.zeros((height, width), np.uint8)
+    polygon[1:3, 1:6] = 1
+    polygon[3:6, 1:3] = 1
+    # column-major runs: 53 off, then 2 on / 6 off in each of columns 6, 7, 8, then 9 off
+    rle = np.zeros((height, width), np.uint8)
+    rle[5:7, 6:9] = 1
+    crowd = np.zeros((height, width), np.uint8)
+    crowd[0, 7:] = 1
+    crowd_rle = coco_mask.encode(np.asfortranarray(crowd))
     annotations = {
-        "images": [{"id": 1, "file_name": "a.jpg", "height": 8, "width": 8}],
-        "categories": [{"id": 1, "name": "person"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "area": 16, "iscrowd": 0,
-                         "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]}],
+        "images": [{"id": 1, "file_name": "street.jpg", "height": height, "width": width},
+                   {"id": 2, "file_name": "park.jpg", "height": height, "width": width},
+                   {"id": 3, "file_name": "empty.jpg", "height": height, "width": width}],
+        "categories": [{"id": 3, "name": "dog"}, {"id": 7, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "area": 16, "iscrowd": 0,
+             "segmentation": [[1, 1, 6, 1, 6, 3, 3, 3, 3, 6, 1, 6]]},
+            {"id": 2, "image_id": 1, "category_id": 3, "area": 20, "iscrowd": 0,
+             "segmentation": [[0, 0, 9, 0, 9, 7, 0, 7]]},
+            {"id": 3, "image_id": 2, "category_id": 7, "area": 6, "iscrowd": 0,
+             "segmentation": {"size": [height, width], "counts": [53, 2, 6, 2, 6, 2, 9]}},
+            {"id": 4, "image_id": 2, "category_id": 7, "area": 3, "iscrowd": 1,
+             "segmentation": {"size": crowd_rle["size"], "counts": crowd_rle["counts"].decode("ascii")}},
+        ],
     }  # fmt: skip
-    path = tmp_path / "instances.json"
-    path.write_text(json.dumps(annotations), encoding="utf-8")
-    (obj,) = coco_objects(path, tmp_path)
-    assert obj["source"].endswith("a.jpg") and obj["source_mask"].shape == (1, 8, 8)
-    assert obj["source_mask"][0, 2:5, 2:5].all() and not obj["source_mask"][0, 6:, :].any()
+    path = write_coco(tmp_path, annotations)
+    objects = coco_objects(path, tmp_path, category="person")
+    assert [o["source"] for o in objects] == [str(tmp_path / "street.jpg"), str(tmp_path / "park.jpg")]
+    np.testing.assert_array_equal(objects[0]["source_mask"], polygon[None])
+    np.testing.assert_array_equal(objects[1]["source_mask"], rle[None])
+    with_crowd = coco_objects(path, tmp_path, category="person", include_crowd=True)
+    np.testing.assert_array_equal(with_crowd[2]["source_mask"], crowd[None])
+    assert len(coco_objects(path, tmp_path, category="person", min_area=10)) == 1
+    (dog,) = coco_objects(path, tmp_path, category="dog")
+    assert dog["source_mask"][0, :7, :9].all() and dog["source_mask"].sum() == 63
+    assert coco_backgrounds(path, tmp_path, category="person") == [str(tmp_path / "empty.jpg")]
+    assert coco_backgrounds(path, tmp_path, category="dog") == [
+        str(tmp_path / n) for n in ("park.jpg", "empty.jpg")
+    ]

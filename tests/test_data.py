@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -57,7 +58,7 @@ def test_volumes_and_slices_have_the_documented_geometry(cohort):
     assert volume.shape == MNI_SHAPE
     np.testing.assert_allclose(volume.affine, MNI_AFFINE)
     k = SLICE_INDICES[3]
-    plane = nib.load(cohort / "sub-000" / "slices" / f"z{k:03d}_t1.nii.gz")
+    plane = nib.load(cohort / "sub-000" / "slices" / f"sub-000_z{k:03d}_t1.nii.gz")
     assert plane.shape == (256, 256)
     np.testing.assert_allclose(plane.affine, slice_affine(k))
     # The slice's field of view is the 218 mm of the padded MNI plane, centred on the volume's x centre.
@@ -213,3 +214,12 @@ def test_cli_path_honours_the_environment(tmp_path):
     assert result.returncode == 0
     assert result.stdout.strip() == str(dataset_dir(tmp_path))
     assert "--subjects" in run_cli("--help").stdout + run_cli("build", "--help").stdout
+
+
+def test_slice_file_names_are_unique_across_subjects(cohort):
+    """Outputs named after their input (SaveImaged with separate_folder=False) must never overwrite each other."""
+    entries = json.loads((cohort / "datalist_2d.json").read_text(encoding="utf-8"))
+    splits = [entries[split] for split in ("training", "validation", "test")]
+    names = [Path(e[key]).name for split in splits for e in split for key in ("image", "label_ms")]
+    assert len(names) == len(set(names))
+    assert Path(entries["test"][0]["image"]).name.startswith(entries["test"][0]["subject"] + "_z")

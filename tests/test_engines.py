@@ -310,3 +310,20 @@ def test_masked_input_modes():
     assert label.shape[1] == 2 and len(args) == 2 and torch.equal(args[1], batch["edge"])
     with pytest.raises(ValueError, match="binary"):
         MaskedInput()({"image": image, "mask": mask * 0.5})
+
+
+def test_release_ddp_drops_what_holds_the_process_group(tmp_path):
+    """What multi_gpu_train.json's finalize relies on: the DDP attributes holding the process group exist
+    and are gone afterwards, so destroy_process_group frees the group while the interpreter is alive."""
+    import torch.distributed as dist
+
+    from common.engines import release_ddp
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 1))
+        assert {"reducer", "logger"} <= set(vars(ddp))
+        release_ddp(ddp, torch.nn.Linear(1, 1))
+        assert not {"reducer", "logger"} & set(vars(ddp))
+    finally:
+        dist.destroy_process_group()

@@ -244,6 +244,35 @@ def _changed(before, after):
     return any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
 
 
+@pytest.mark.parametrize(
+    "configs, discriminators",
+    [
+        ([], {"patch": 2, "global": 2}),
+        (["arbitrary.json"], {"patch": 2, "global": 2}),
+        (["pix2pix.json"], {"patch": 2}),
+        (["multiresunet.json"], {"patch": 2, "global": 2}),
+        (["context_encoder.json"], {"global": 1}),
+    ],
+)
+def test_each_experiment_and_baseline_wires_its_discriminators_to_their_inputs(configs, discriminators):
+    """Every Table I configuration builds, its generator maps a masked 64x64 slice to a 64x64 slice in [0, 1],
+    and each discriminator accepts the channels its ``d_inputs`` entry gives it (image + condition keys): the
+    context encoder's global D is unconditional (1 channel), the others see the masked input as well (2)."""
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / c) for c in ["train.json", *configs]])
+    parser.update({"bundle_root": str(BUNDLE), **TINY})
+    d_inputs = parser.get_parsed_content("train#d_inputs")
+    assert set(d_inputs) == set(discriminators)
+    batch = {"image": torch.rand(2, 1, 64, 64), "masked_image": torch.rand(2, 1, 64, 64)}
+    with torch.no_grad():
+        pred = parser.get_parsed_content("generator")(batch["masked_image"])
+        assert pred.shape == (2, 1, 64, 64) and 0 <= pred.min() and pred.max() <= 1
+        for name, d in parser.get_parsed_content("discriminators").items():
+            x = d_inputs[name](batch, pred, real=False)
+            assert x.shape[1] == discriminators[name], name
+            d(x)
+
+
 @pytest.mark.slow  # 35-110 s on the shared 2-core machine
 def test_two_gan_iterations_update_all_three_networks_and_resume_restores_them(tmp_path):
     parser = _workflow(tmp_path)

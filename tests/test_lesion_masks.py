@@ -1,11 +1,21 @@
-"""Lesion masks from label images (common/transforms/lesion_masks.py), 2D and 3D."""
+"""Lesion masks from label images and the synthetic lesion-mask bank (common/transforms/lesion_masks.py)."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
 
-from common.transforms.lesion_masks import LesionMaskd, lesion_mask
+from common.transforms import lesion_masks
+from common.transforms.lesion_masks import (
+    LESION_LOADS_ML,
+    LesionMaskd,
+    build_lesion_bank,
+    lesion_bank_paths,
+    lesion_mask,
+    synthetic_lesion_masks,
+)
 
 
 def volume(shape=(1, 12, 12, 12), seed=0):
@@ -68,3 +78,83 @@ def test_bad_labels_are_rejected(label, message):
 def test_negative_dilation_is_rejected():
     with pytest.raises(ValueError, match="dilation"):
         LesionMaskd("img", dilation=-1)
+
+
+def ball_white_matter(size=64, radius=26.5):
+    """A WM probability ball of ~78 mL (1 mm voxels) in a slightly larger brain mask: room for every load class."""
+    distance = np.sqrt(((np.indices((size,) * 3) - (size - 1) / 2) ** 2).sum(axis=0))
+    return np.clip(radius - distance, 0.0, 1.0).astype(np.float32), distance < radius + 3
+
+
+@pytest.fixture(scope="module")
+def small_bank():
+    wm, brain = ball_white_matter()
+    return wm, brain, list(synthetic_lesion_masks(wm, brain, n_masks=7, seed=3))
+
+
+def test_bank_splits_masks_evenly_over_the_load_classes(small_bank):
+    loads = [load for load, _ in small_bank[2]]
+    assert loads == ["small"] * 3 + ["medium"] * 2 + ["large"] * 2
+
+
+def test_bank_masks_have_their_class_load_and_lie_inside_white_matter(small_bank):
+    wm, brain, masks = small_bank
+    for load, mask in masks:
+        low, high = LESION_LOADS_ML[load]
+        assert mask.dtype == bool and mask.shape == wm.shape
+        assert low <= mask.sum() / 1000.0 <= high, (load, mask.sum())  # 1 mm^3 voxels
+        assert not np.any(mask & ~((wm > 0.5) & brain)), "lesion voxels outside white matter"
+
+
+def test_bank_is_deterministic_per_seed(small_bank):
+    wm, brain, masks = small_bank
+    again = list(synthetic_lesion_masks(wm, brain, n_masks=7, seed=3))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(masks, again))
+    other = list(synthetic_lesion_masks(wm, brain, n_masks=3, seed=4))
+    assert not np.array_equal(other[0][1], masks[0][1])
+
+
+def test_bank_rejects_too_few_masks_and_white_matter_without_room():
+    wm, brain = ball_white_matter()
+    with pytest.raises(ValueError, match="n_masks"):
+        list(synthetic_lesion_masks(wm, brain, n_masks=2))
+    with pytest.raises(ValueError, match="no voxel above 0.9"):
+        list(synthetic_lesion_masks(wm * 0.5, brain, n_masks=3))
+    small_wm, small_brain = ball_white_matter(size=32, radius=10.0)  # ~4 mL: no medium or large load fits
+    with pytest.raises(RuntimeError, match="too small"):
+        list(synthetic_lesion_masks(small_wm, small_brain, n_masks=3, max_tries=2))
+
+
+def test_a_complete_bank_is_reused_without_rebuilding(tmp_path, monkeypatch):
+    (tmp_path / "small_000.nii.gz").write_bytes(b"")
+    manifest = {
+        "version": 1,
+        "seed": 0,
+        "masks": [{"load": "small", "file": "small_000.nii.gz", "volume_ml": 2.0}],
+    }
+    (tmp_path / "bank.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    def no_template():
+        raise AssertionError("the bank was rebuilt")
+
+    monkeypatch.setattr("common.data.load_template", no_template)
+    assert build_lesion_bank(3, 0, tmp_path) == tmp_path
+    assert lesion_bank_paths(3, 0, tmp_path) == [str(tmp_path / "small_000.nii.gz")]
+
+
+@pytest.mark.slow
+def test_default_bank_of_500_masks_on_the_mni_white_matter():
+    """The bank stage-1 training uses (built and cached on first use, ~5 min)."""
+    from common.data import load_template
+    from common.transforms.preprocessing import resample_to_mni
+
+    folder = build_lesion_bank(500, 0)
+    manifest = json.loads((folder / "bank.json").read_text(encoding="utf-8"))
+    assert [m["load"] for m in manifest["masks"]].count("small") == 167
+    assert [m["load"] for m in manifest["masks"]].count("large") == 166
+    template = load_template()
+    wm = resample_to_mni(template.wm, template.affine) > 0.5
+    for entry in manifest["masks"][::25]:
+        mask = np.asarray(lesion_masks.nib.load(folder / entry["file"]).dataobj) > 0
+        low, high = LESION_LOADS_ML[entry["load"]]
+        assert low <= mask.sum() / 1000.0 <= high and not np.any(mask & ~wm)

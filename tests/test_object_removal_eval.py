@@ -214,3 +214,46 @@ def test_expand_sweep_runs_every_d_and_restores_the_network(tmp_path):
     assert (tmp_path / "expand_-2.json").exists() and (tmp_path / "expand_+7.md").exists()
     assert "| d = +0 px |" in (tmp_path / "expand_sweep.md").read_text(encoding="utf-8")
     assert (net.expand, net.mask_source, writer.name) == (0, "segmenter", "binned_metrics")
+
+
+def binned_results(psnr_per_bin, count=(1, 2, 0, 1)):
+    """A BinnedMetricsWriter-like result with one PSNR per bin (SSIM = PSNR / 100)."""
+    bins = ["0-10%", "10-20%", "20-30%", "30-40%"]
+    mean = {"psnr": dict(zip(bins, psnr_per_bin)), "ssim": {b: v / 100 for b, v in zip(bins, psnr_per_bin)}}
+    return {"bins": bins, "count": dict(zip(bins, count)), "mean": mean,
+            "all": {"psnr": 20.0, "ssim": 0.2}, "images": [{}] * 5}  # fmt: skip
+
+
+def test_paper_tables_put_settings_in_rows_and_mask_ratio_bins_in_columns(tmp_path):
+    tables = bundle_module("paper_tables")
+    runs = {}
+    for name, values in {"a": [30.0, 25.5, float("nan"), 12.345], "b": [1.0, 2.0, 3.0, 4.0]}.items():
+        runs[name] = tmp_path / f"{name}.json"
+        runs[name].write_text(json.dumps(binned_results(values)), encoding="utf-8")
+    lines = tables.paper_layout(runs, "psnr", {"paper": "n/a"}).splitlines()
+    assert lines[0] == "| psnr | 0-10% (n=1) | 10-20% (n=2) | 20-30% (n=0) | 30-40% (n=1) | all (n=5) |"
+    assert lines[2] == "| paper | n/a | | | | |" and lines[2].count("|") == lines[0].count("|")
+    assert lines[3] == "| a | 30.00 | 25.50 | – | 12.35 | 20.00 |"
+    assert (
+        tables.paper_layout(runs, "ssim").splitlines()[3] == "| b | 0.010 | 0.020 | 0.030 | 0.040 | 0.200 |"
+    )
+
+
+def test_paper_tables_stages_wire_the_ablations():
+    tables = bundle_module("paper_tables")
+    out = Path("/o")
+    stages = {
+        name: (done, args) for name, done, args in tables.stages(out, [0.01, 0.07], ["--max_epochs", "1"])
+    }
+    assert len({done for done, _ in stages.values()}) == len(stages)
+    random_pretrain = stages["pretrain inpainters on random masks"][1]
+    assert random_pretrain[random_pretrain.index("--inpainter_masks") + 1] == "random"
+    e2e = stages["end to end, alpha 0.07"][1]
+    assert e2e[e2e.index("--alpha") + 1] == "0.07" and e2e[e2e.index("--ckpt_dir") + 1] == str(out)
+    assert e2e[-2:] == ["--max_epochs", "1"]
+    evaluation = stages["evaluate random-mask inpainters, mask from hint"][1]
+    assert evaluation[evaluation.index("--pretrained_inpainter") + 1] == str(
+        out / "random_masks" / "inpainter.pt"
+    )
+    assert evaluation[evaluation.index("--network_def#mask_source") + 1] == "hint"
+    assert evaluation[evaluation.index("--eval_independent") + 1] == "true"

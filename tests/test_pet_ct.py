@@ -92,31 +92,34 @@ def test_wrong_units_raise():
         suv_factor(pet_header(Units="CNTS"))
 
 
-def write_pet_series(folder, volume, slope, header):
-    """A minimal PET DICOM series (one file per axial slice) with the SUV header fields."""
+def write_pet_series(
+    folder, volume, slope, header, spacing=2.0, origin=(0.0, 0.0, 0.0), intercept=0, ct=False
+):
+    """A minimal PET (or, with ``ct``, CT) DICOM series, one file per axial slice of the (z, y, x) ``volume``,
+    ``spacing`` mm isotropic; the PET carries the SUV header fields of ``header``."""
     folder.mkdir(parents=True, exist_ok=True)
     series, study = generate_uid(), generate_uid()
     for k, plane in enumerate(volume):
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.128"
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2" if ct else "1.2.840.10008.5.1.4.1.1.128"
         meta.MediaStorageSOPInstanceUID = generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
         ds.update(header)
         ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "PT", series, study
+        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = ("CT" if ct else "PT"), series, study
         ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * k]
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + spacing * k]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [2.0, 2.0]
-        ds.SliceThickness = 2.0
+        ds.PixelSpacing = [spacing, spacing]
+        ds.SliceThickness = spacing
         ds.Rows, ds.Columns = plane.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleSlope, ds.RescaleIntercept = slope, 0
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
         ds.PixelData = plane.astype(np.uint16).tobytes()
-        ds.save_as(folder / f"pet{k:03d}.dcm", enforce_file_format=True)
+        ds.save_as(folder / f"slice{k:03d}.dcm", enforce_file_format=True)
 
 
 def test_read_pet_suv_applies_rescale_and_suv_factor(tmp_path):
@@ -239,3 +242,59 @@ def test_drop_trailing_singleton_can_require_2d():
     assert DropTrailingSingletond("image")({"image": volume})["image"].shape == (1, 6, 5, 3)
     with pytest.raises(ValueError, match="slice volumes before a 2D model"):
         DropTrailingSingletond("image", require_2d=True)({"image": volume})
+
+
+def test_prepare_pet_ct_subject_writes_suv_and_windowed_ct_slices_and_a_datalist(tmp_path):
+    """Tiny PET/CT pair: CT 12x12x4 at 2 mm (HU = stored - 1024), PET 10x10x4 at 4 mm covering it, uniform
+    21700 Bq/ml (stored 43400 x slope 0.5). Hand-computed SUV at every CT voxel: the dose decays for one hour,
+    370 MBq x 2^(-3600 / 6586.2) = 253.32 MBq, so SUV = 21700 x 70000 g / 253.32e6 Bq = 5.996; on [0, 12] that
+    is 0.4997. CT voxels x 3-4, y 5-6 of slice 1 are -250 HU: lung window (-250 + 1000) / 1500 = 0.5."""
+    from monai.data import load_decathlon_datalist
+    from monai.transforms import EnsureChannelFirstd, LoadImaged
+
+    from common.transforms import prepare_pet_ct_subject
+
+    ct_hu = np.full((4, 12, 12), 40.0)  # (z, y, x)
+    ct_hu[1, 5:7, 3:5] = -250.0
+    write_pet_series(tmp_path / "ct", ct_hu + 1024, slope=1, intercept=-1024, header=Dataset(), ct=True)
+    pet = np.full((4, 10, 10), 43400)
+    write_pet_series(
+        tmp_path / "pet", pet, slope=0.5, header=pet_header(), spacing=4.0, origin=(-8.0, -8.0, -2.0)
+    )
+    ooi = np.zeros((4, 12, 12), np.uint8)  # (z, y, x): slices 1 and 2 only
+    ooi[1:3, 2:10, 2:10] = 1
+    label = np.zeros_like(ooi)
+    label[2, 4:6, 4:6] = 1  # a tumour on slice 2
+    for name, mask in (("ooi", ooi), ("label", label)):
+        image = sitk.GetImageFromArray(mask)
+        image.SetSpacing((2.0, 2.0, 2.0))
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+    out = tmp_path / "slices"
+    kwargs = dict(ooi=tmp_path / "ooi.nii.gz", label=tmp_path / "label.nii.gz", size=(24, 24))
+    train = prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet", out, "p1", "training", **kwargs)
+    assert [e["slice_z"] for e in train] == [1]  # slice 2 has the tumour: not a healthy training slice
+    test = prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet", out, "p2", "test", **kwargs)
+    assert [(e["slice_z"], e["tumour_pixels"]) for e in test] == [(1, 0), (2, 16)]  # 2x2 px -> 4x4 at 24x24
+
+    datalist = load_decathlon_datalist(out / "datalist.json", False, "training")
+    assert len(datalist) == 1 and load_decathlon_datalist(out / "datalist.json", False, "test")[1]["label"]
+    keys = ["image", "ooi"]
+    data = EnsureChannelFirstd(keys)(LoadImaged(keys, image_only=True)(datalist[0]))
+    image = data["image"][..., 0]
+    assert image.shape == (2, 24, 24)  # channel 0 CT, channel 1 PET (SUV)
+    np.testing.assert_allclose(image[1].numpy(), 5.996 / 12, rtol=1e-3)
+    assert (21700 * 70_000 / (370e6 * 2 ** (-3600 / F18_HALF_LIFE))) == pytest.approx(5.996, rel=1e-3)
+    # 2x zoom, pixel areas aligned: new pixel 7 samples old x 3.25, pixel 8 old x 3.75 (both between -250 HU
+    # voxels); the 40 HU neighbourhood is 1040 / 1500
+    np.testing.assert_allclose(image[0, 7:9, 11:13].numpy(), 0.5, atol=1e-6)
+    np.testing.assert_allclose(image[0, 0, 0].item(), 1040 / 1500, atol=1e-6)
+    assert data["ooi"].shape == (1, 24, 24) and data["ooi"].sum() == 16 * 16  # 2D, like the sample slices
+    # RAS geometry: 1 mm pixels (2 mm halved), 2 mm slices; CT slice 1 at z = 2 mm; the first new pixel's centre
+    # is a quarter of an old voxel before the old first centre: x = -(0 - 0.5 mm) in RAS
+    np.testing.assert_allclose(np.diag(data["image"].affine.numpy())[:3], [-1.0, -1.0, 2.0])
+    np.testing.assert_allclose(data["image"].affine[:3, 3].numpy(), [0.5, 0.5, 2.0], atol=1e-6)
+
+    bad = pet_header(PatientWeight=None)
+    write_pet_series(tmp_path / "pet_no_weight", pet, slope=0.5, header=bad, spacing=4.0)
+    with pytest.raises(ValueError, match="PatientWeight"):
+        prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet_no_weight", out, "p3", **kwargs)

@@ -114,17 +114,11 @@ def test_unit_intensity_uses_known_pixels_and_restores_input_units():
 
 
 def tiny_parser(tmp_path, *names, **updates):
+    """The bundle's configs; training ones at a tiny width, inference at its own (the shipped weights')."""
     parser = ConfigParser()
     parser.read_config([str(BUNDLE / "configs" / n) for n in names])
-    parser.update(
-        {
-            "bundle_root": str(BUNDLE),
-            "output_dir": str(tmp_path),
-            "channels": [4, 8, 8, 8, 8, 8, 8],
-            "disc_channels": [4, 8, 8, 8],
-            **updates,
-        }
-    )
+    tiny = {"channels": [4, 8, 8, 8, 8, 8, 8], "disc_channels": [4, 8, 8, 8]} if "train.json" in names else {}
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path), **tiny, **updates})
     return parser
 
 
@@ -206,3 +200,56 @@ def test_bundle_configs_carry_the_papers_defaults():
         0.1,
     )
     assert train["channels"] == [64, 128, 256, 512, 512, 512, 512] and train["edge_options"]["sigma"] == 2.0
+
+
+def test_lpips_without_local_weights_is_n_a_with_a_message_naming_the_file(tmp_path, caplog):
+    missing = str(tmp_path / "vgg16-397923af.pth")
+    with caplog.at_level("WARNING"):
+        assert evaluation.load_lpips(missing, str(tmp_path / "lpips_vgg_v0.1.pth")) is None
+    assert "LPIPS not computed" in caplog.text and missing in caplog.text and "download" in caplog.text
+
+
+def test_reproduce_tables_trains_each_variant_once_and_writes_the_papers_layout(tmp_path, monkeypatch):
+    from scripts import reproduce_tables
+
+    trained = []
+
+    def fake_train(config, out, paper_scale, max_images, iterations=None):
+        trained.append((reproduce_tables.variant_name(config), iterations))
+        out.mkdir(parents=True)
+        image, hole = np.zeros((8, 8)), np.zeros((8, 8), bool)
+        names = ("image", "out_CTSDG", "out_biharmonic")
+        arrays = {f"{k}__{n}": image for k in evaluation.MASK_KINDS for n in names}
+        np.savez(out / "examples.npz", **arrays, **{f"{k}__hole": hole for k in evaluation.MASK_KINDS})
+        score = {"psnr": float(len(trained)), "ssim": 0.5, "lpips": float("nan")}
+        return {"CTSDG": dict.fromkeys(evaluation.MASK_KINDS, score)}
+
+    panels = {}
+    monkeypatch.setattr(reproduce_tables, "train_and_evaluate", fake_train)
+    monkeypatch.setattr(  # the module main() imports (the scripts package in sys.modules during this test)
+        sys.modules["scripts.evaluation"],
+        "save_panel",
+        lambda path, image, hole, rows: panels.update({path.name: rows}),
+    )
+    reproduce_tables.main(["--output_dir", str(tmp_path), "--iterations", "40", "--jobs", "1"])
+    # 3 + 2 + 6 distinct configurations: OPS/segment/same/weighted and IBR/segment/same/weighted are shared
+    assert len(trained) == len(set(trained)) == 11 and {i for _, i in trained} == {40}
+    table = (tmp_path / "tables.md").read_text(encoding="utf-8")
+    assert table.count("## Table") == 3 and "iterations per variant: 40" in table
+    assert "| OPS | 3.00 |" in table and "| pseudo-segment | 3.00 |" in table  # the shared run, scored once
+    assert sorted(panels) == sorted(f"panel_{k}.png" for k in evaluation.MASK_KINDS)
+    # one row per trained variant, then the baseline
+    assert all(len(rows) == 12 and list(rows)[-1] == "biharmonic" for rows in panels.values())
+    with pytest.raises(SystemExit):
+        reproduce_tables.main(["--output_dir", str(tmp_path), "--iterations", "30"])
+
+
+def test_mask_bank_and_source_images_are_at_the_training_size(tmp_path):
+    """At quick.json's 128x128, irregular bank shapes and "other image" segment sources must be 128x128 too."""
+    bank = transforms.ensure_mask_bank(str(tmp_path / "bank"), count=2, spatial_size=(64, 64))
+    assert [np.asarray(m).shape for m in transforms.load_mask_bank(bank)] == [(64, 64)] * 2
+    with pytest.raises(ValueError, match="holds \\(64, 64\\) masks"):
+        transforms.ensure_mask_bank(bank, count=2, spatial_size=(128, 128))
+    nib.save(nib.Nifti1Image(brain_like(96), np.eye(4)), tmp_path / "a.nii.gz")
+    (image,) = transforms.load_unit_images([{"image": str(tmp_path / "a.nii.gz")}], 1, spatial_size=(48, 48))
+    assert image.shape == (1, 48, 48) and image.min() >= 0 and image.max() == pytest.approx(1.0)

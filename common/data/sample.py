@@ -1,13 +1,14 @@
 """Build, cache and read the embedded sample data: the synthetic MNI cohort as NIfTI volumes, 256x256 axial
 slices, and MONAI datalists split by subject.
 
-Layout of one build (``<root>/mni152-cohort-v1-n<N>-seed<S>/``)::
+Layout of one build (``<root>/mni152-cohort-v2-n<N>-seed<S>/``)::
 
     manifest.json                    parameters, per-subject draws, checksums of every array
     datalist_3d.json                 {"training": [...], "validation": [...], "test": [...]}, one entry a subject
     datalist_2d.json                 same splits, one entry an axial slice
     sub-000/t1.nii.gz ...            182x218x182 volumes on the MNI 1 mm grid
-    sub-000/slices/z062_t1.nii.gz    256x256 axial slices with their own affine
+    sub-000/slices/sub-000_z062_t1.nii.gz   256x256 axial slices with their own affine; file names
+                                            are unique across subjects (outputs written flat never clash)
 
 Datalist keys (3D and 2D): ``image`` (lesion-free T1), ``image_ms`` / ``label_ms`` (with MS-like lesions and
 their mask), ``image_tumour`` / ``label_tumour`` (with a tumour-like mass and its mask), ``brain`` (brain mask),
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 
 from .cohort import MNI_AFFINE, MNI_SHAPE, CohortParameters, Template, load_template, make_subject
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: slice file names carry the subject
 DEFAULT_SUBJECTS = 10
 DEFAULT_SEED = 0
 SLICE_SIZE = 256
@@ -168,9 +169,10 @@ def _build_subject(out_dir: str, index: int, seed_sequence: np.random.SeedSequen
         slice_entry = {"subject": name, "slice_z": k}
         for key in SLICE_KEYS:
             stem = VOLUME_KEYS[key]
-            relative = f"{name}/slices/z{k:03d}_{stem}.nii.gz"
+            file_name = slice_file_name(name, k, stem)
+            relative = f"{name}/slices/{file_name}"
             plane = to_slice(getattr(subject, stem), k, stem in MASK_STEMS)
-            checksums[relative] = _save(plane, slice_affine(k), folder / "slices" / f"z{k:03d}_{stem}.nii.gz")
+            checksums[relative] = _save(plane, slice_affine(k), folder / "slices" / file_name)
             slice_entry[key] = relative
             if stem in ("ms_mask", "tumour_mask"):
                 slice_entry[f"{stem.split('_')[0]}_pixels"] = int(plane.sum())
@@ -289,6 +291,11 @@ def load_datalist(
     )
 
 
+def slice_file_name(subject: str, z: int, stem: str) -> str:
+    """``sub-000_z062_t1.nii.gz``: the subject is in the name so slices of different subjects never share one."""
+    return f"{subject}_z{z:03d}_{stem}.nii.gz"
+
+
 def sample_brain_slice(
     subject: int = 0, z: int = 95, key: str = "image", root: str | Path | None = None
 ) -> np.ndarray:
@@ -298,7 +305,8 @@ def sample_brain_slice(
     if key not in SLICE_KEYS:
         raise ValueError(f"key must be one of {SLICE_KEYS}, got {key!r}")
     folder = build_sample_data(root)
-    path = folder / f"sub-{subject:03d}" / "slices" / f"z{z:03d}_{VOLUME_KEYS[key]}.nii.gz"
+    name = f"sub-{subject:03d}"
+    path = folder / name / "slices" / slice_file_name(name, z, VOLUME_KEYS[key])
     if not path.exists():
         raise ValueError(f"subject {subject} is not in the default cohort ({DEFAULT_SUBJECTS} subjects)")
     return np.asanyarray(nib.load(path).dataobj)

@@ -390,6 +390,8 @@ def _pycocotools():
 
 
 def _coco_index(annotation_file: str | Path, category: str):
+    if not Path(annotation_file).is_file():
+        raise FileNotFoundError(f"COCO annotation file {str(annotation_file)!r} does not exist.")
     data = json.loads(Path(annotation_file).read_text(encoding="utf-8"))
     ids = [c["id"] for c in data.get("categories", []) if c.get("name") == category]
     if not ids:
@@ -416,6 +418,10 @@ def coco_objects(
             continue
         if ann.get("iscrowd", 0) and not include_crowd:
             continue
+        if ann["image_id"] not in images:
+            raise ValueError(
+                f"annotation {ann.get('id')} of {annotation_file} names unknown image_id {ann['image_id']}."
+            )
         image = images[ann["image_id"]]
         height, width = image["height"], image["width"]
         segmentation = ann["segmentation"]
@@ -427,8 +433,18 @@ def coco_objects(
             rle = segmentation
         mask = np.asarray(coco_mask.decode(rle), np.uint8)
         if mask.any():
-            out.append({"source": str(Path(image_dir) / image["file_name"]), "source_mask": mask[None]})
+            out.append({"source": _coco_image(image_dir, image["file_name"]), "source_mask": mask[None]})
     return out
+
+
+def _coco_image(image_dir: str | Path, file_name: str) -> str:
+    """Path of a listed image, checked now rather than when a loader meets it mid-training."""
+    path = Path(image_dir) / file_name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"image {file_name!r} listed in the COCO annotations is not in {str(image_dir)!r}."
+        )
+    return str(path)
 
 
 def coco_backgrounds(
@@ -437,4 +453,4 @@ def coco_backgrounds(
     """Paths of the images with no annotation of ``category``: the targets the objects are pasted onto."""
     data, category_id = _coco_index(annotation_file, category)
     with_category = {a["image_id"] for a in data.get("annotations", []) if a["category_id"] == category_id}
-    return [str(Path(image_dir) / im["file_name"]) for im in data["images"] if im["id"] not in with_category]
+    return [_coco_image(image_dir, im["file_name"]) for im in data["images"] if im["id"] not in with_category]

@@ -1,16 +1,26 @@
-"""Lesion masks from label images for non-blind lesion filling (2D and 3D).
+"""Lesion masks for non-blind lesion filling (2D and 3D): from label images, and a bank of synthetic MS masks.
 
 The hole is where the label image holds a lesion (any non-zero label, or the given ``label_values``),
 optionally dilated by a ball of ``dilation`` voxels to cover the lesion's partial-volume rim. The masked image
 sets hole voxels to ``fill_value``, by default -1 as in the 3D lesion-filling paper (below every normalised
 intensity). Mask convention: 1 = hole, 0 = known.
+
+The lesion-mask bank stands in for the 3D paper's 500 real MS lesion masks of small / medium / large load: masks
+drawn by the synthetic cohort's MS-lesion generator (``common.data.cohort``) inside the MNI white matter, kept only
+when their realised load (mL) falls in their class's range, seeded, and cached as NIfTI files on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 from monai.config import KeysCollection
 from scipy import ndimage
@@ -18,7 +28,18 @@ from skimage.morphology import ball, disk
 
 from common.transforms.masks import MaskTransformd
 
-__all__ = ["LesionMaskd", "lesion_mask"]
+__all__ = [
+    "LESION_LOADS_ML",
+    "LesionMaskd",
+    "build_lesion_bank",
+    "lesion_bank_paths",
+    "lesion_mask",
+    "synthetic_lesion_masks",
+]
+
+#: lesion-load classes of the bank (total lesion volume in mL): the cohort's MS loads
+LESION_LOADS_ML = {"small": (1.0, 4.0), "medium": (5.0, 12.0), "large": (15.0, 30.0)}
+BANK_FORMAT_VERSION = 1
 
 
 def lesion_mask(
@@ -74,3 +95,118 @@ class LesionMaskd(MaskTransformd):
                 "pass allow_empty=True to let lesion-free images through with an empty mask"
             )
         return self.write_outputs(d, holes, allow_empty=self.allow_empty)
+
+
+def _class_counts(n_masks: int) -> dict[str, int]:
+    """``n_masks`` split over the load classes as evenly as possible (the first classes take the remainder)."""
+    if (
+        isinstance(n_masks, bool)
+        or not isinstance(n_masks, (int, np.integer))
+        or n_masks < len(LESION_LOADS_ML)
+    ):
+        raise ValueError(
+            f"n_masks must be an integer >= {len(LESION_LOADS_ML)} (one per load class), got {n_masks!r}"
+        )
+    base, extra = divmod(int(n_masks), len(LESION_LOADS_ML))
+    return {load: base + (i < extra) for i, load in enumerate(LESION_LOADS_ML)}
+
+
+def synthetic_lesion_masks(
+    wm: np.ndarray, brain: np.ndarray, n_masks: int, seed: int = 0, max_tries: int = 20
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``n_masks`` boolean MS-like lesion masks inside ``wm`` (probability map, lesions where > 0.5 and in
+    ``brain``), split evenly over the small / medium / large classes of :data:`LESION_LOADS_ML`.
+
+    Each mask comes from the cohort's lesion generator with its own ``SeedSequence(seed)`` stream and is redrawn
+    (up to ``max_tries``) until its realised load (1 voxel = 1 mm^3) lies in its class's range, so the classes do
+    not overlap. Yields ``(load class, mask)`` grouped by class (one mask in memory at a time).
+    """
+    from common.data.cohort import CohortParameters, _paint_ms_lesions  # the cohort's own generator
+
+    wm = np.asarray(wm, dtype=np.float32)
+    brain = np.asarray(brain, dtype=bool)
+    if wm.ndim != 3 or wm.shape != brain.shape:
+        raise ValueError(f"wm {wm.shape} and brain {brain.shape} must be one 3D grid")
+    if not np.any(wm > 0.9):
+        raise ValueError("the WM map has no voxel above 0.9: no place for lesions")
+    counts = _class_counts(n_masks)
+    streams = iter(np.random.SeedSequence(seed).spawn(int(n_masks)))
+    blank = np.zeros(wm.shape, dtype=np.float32)
+    params = CohortParameters()
+    for load, count in counts.items():
+        low, high = LESION_LOADS_ML[load]
+        for _ in range(count):
+            rng = np.random.default_rng(next(streams))
+            for _ in range(max_tries):
+                _, mask, info = _paint_ms_lesions(blank, wm, brain, rng, params, load)
+                if low <= info["volume_ml"] <= high:
+                    break
+            else:
+                raise RuntimeError(
+                    f"no {load} mask with a load in [{low}, {high}] mL after {max_tries} tries: the WM "
+                    f"({np.count_nonzero(wm > 0.5) / 1000:.1f} mL) is too small for this class"
+                )
+            yield load, mask
+
+
+def default_bank_dir(n_masks: int, seed: int, root: str | os.PathLike | None = None) -> Path:
+    """Cache folder of a bank (under the sample-data root, ``$MEDINPAINT_DATA`` or ``~/.cache/medinpaint``)."""
+    from common.data import default_root
+
+    return (
+        Path(root or default_root()).expanduser()
+        / f"lesion-bank-v{BANK_FORMAT_VERSION}-n{n_masks}-seed{seed}"
+    )
+
+
+def build_lesion_bank(
+    n_masks: int = 500, seed: int = 0, folder: str | os.PathLike | None = None, force: bool = False
+) -> Path:
+    """Build (once) the MNI-grid lesion-mask bank and return its folder: ``<class>_<index>.nii.gz`` (uint8,
+    1 = lesion, MNI affine) and ``bank.json`` (class, path, load in mL of every mask; written last).
+
+    Masks lie inside the MNI152 2009a white matter (probability > 0.5, inside the brain mask) resampled onto the
+    182x218x182 grid. A complete bank is reused; a build goes to a temporary folder renamed into place, so an
+    interrupted build never looks complete. ~0.6 s per mask on one core.
+    """
+    from common.data import MNI_AFFINE, load_template
+    from common.transforms.preprocessing import resample_to_mni
+
+    target = Path(folder) if folder else default_bank_dir(n_masks, seed)
+    if (target / "bank.json").is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    template = load_template()
+    wm = resample_to_mni(template.wm, template.affine)
+    brain = resample_to_mni(template.brain.astype(np.float32), template.affine, order=0) > 0.5
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        entries = []
+        for index, (load, mask) in enumerate(synthetic_lesion_masks(wm, brain, n_masks, seed)):
+            name = f"{load}_{index:03d}.nii.gz"
+            nib.save(nib.Nifti1Image(mask.astype(np.uint8), MNI_AFFINE), staging / name)
+            entries.append({"load": load, "file": name, "volume_ml": float(mask.sum()) / 1000.0})
+        manifest = {
+            "version": BANK_FORMAT_VERSION,
+            "seed": seed,
+            "loads_ml": LESION_LOADS_ML,
+            "masks": entries,
+        }
+        (staging / "bank.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if (target / "bank.json").is_file() and not force:
+            return target  # another process (e.g. a second DDP rank) finished the same bank first
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def lesion_bank_paths(
+    n_masks: int = 500, seed: int = 0, folder: str | os.PathLike | None = None
+) -> list[str]:
+    """Paths of the bank's mask files, building the bank on first use (see :func:`build_lesion_bank`)."""
+    target = build_lesion_bank(n_masks, seed, folder)
+    manifest = json.loads((target / "bank.json").read_text(encoding="utf-8"))
+    return [str(target / entry["file"]) for entry in manifest["masks"]]

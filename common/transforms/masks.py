@@ -96,12 +96,17 @@ def to_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def as_type_of(array: np.ndarray, like: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """Return ``array`` as the container type of ``like`` (MetaTensor outputs get a copy of its metadata)."""
+    """Return ``array`` as the container type of ``like`` (MetaTensor outputs get a copy of its metadata and of
+    its transform trace, so ``Invertd`` can still undo e.g. a ``Resized`` that ran before the mask)."""
     if not isinstance(like, torch.Tensor):
         return array
     tensor = torch.from_numpy(array).to(like.device)
     if isinstance(like, MetaTensor):
-        return MetaTensor(tensor, meta=copy.deepcopy(dict(like.meta)))
+        return MetaTensor(
+            tensor,
+            meta=copy.deepcopy(dict(like.meta)),
+            applied_operations=copy.deepcopy(like.applied_operations),
+        )
     return tensor
 
 

@@ -16,15 +16,22 @@ Steps (Astaraki et al.), each a function here:
 4. Axial slices resized to 512x512 (:func:`axial_slices`, configurable).
 5. OOI: given by the user, else a fallback (:class:`OrganOfInterestd`): :func:`lung_field_mask` for CT (HU
    threshold and morphology) or :func:`foreground_mask` (Otsu) for other images such as brain MRI.
+
+:func:`prepare_pet_ct_subject` chains the steps for one subject (CT DICOM series or NIfTI, PET DICOM series,
+optional OOI and tumour masks) and writes NIfTI slices plus a decathlon datalist; the autoinpainting bundle's
+``scripts/prepare_pet_ct.py`` is its command line.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 import torch
@@ -46,6 +53,8 @@ __all__ = [
     "lung_field_mask",
     "foreground_mask",
     "OrganOfInterestd",
+    "read_volume",
+    "prepare_pet_ct_subject",
 ]
 
 #: CT windows (HU) of the paper.
@@ -53,6 +62,10 @@ CT_WINDOWS = {"lung": (-1000.0, 500.0), "head_and_neck": (-200.0, 200.0)}
 #: SUV clamp range of the paper.
 SUV_RANGE = (0.0, 12.0)
 OOI_FALLBACKS = ("foreground", "lung", None)
+#: image channels written by :func:`prepare_pet_ct_subject` for each modality choice.
+MODALITY_CHANNELS = {"ct": ("ct",), "pet": ("pet",), "pet_ct": ("ct", "pet")}
+#: datalist splits; training and validation keep healthy slices only.
+SPLITS = ("training", "validation", "test")
 
 
 def _dicom_time_seconds(value: str, field: str) -> float:
@@ -185,12 +198,12 @@ def window_to_unit(array, window: Sequence[float] | str) -> Any:
 
 def axial_slices(volume: np.ndarray, size: Sequence[int] = (512, 512), order: int = 1) -> np.ndarray:
     """(X, Y, Z) volume -> (Z, size[0], size[1]) axial slices resized with interpolation ``order`` (1 for
-    images, 0 for masks)."""
+    images, 0 for masks); pixel areas aligned, edges extended (not blended with zeros)."""
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim != 3:
         raise ValueError(f"expected a 3D (X, Y, Z) volume, got shape {volume.shape}.")
     zoom = (size[0] / volume.shape[0], size[1] / volume.shape[1], 1.0)
-    return np.moveaxis(ndimage.zoom(volume, zoom, order=order, grid_mode=True, mode="grid-constant"), -1, 0)
+    return np.moveaxis(ndimage.zoom(volume, zoom, order=order, grid_mode=True, mode="nearest"), -1, 0)
 
 
 def _largest_components(mask: np.ndarray, count: int) -> np.ndarray:
@@ -205,10 +218,11 @@ def _largest_components(mask: np.ndarray, count: int) -> np.ndarray:
 def lung_field_mask(
     ct_hu: np.ndarray, air_threshold: float = -400.0, closing_radius: int = 3, min_fraction: float = 0.001
 ) -> np.ndarray:
-    """Lung fields of a CT in HU (2D slice or 3D volume), the fallback OOI when none is given.
+    """Lung fields of a CT in HU (2D slice, or 3D (X, Y, Z) volume with Z axial), the fallback OOI when none is
+    given.
 
-    Rule: voxels below ``air_threshold`` HU; remove the air connected to the image border (outside the
-    body); keep the two largest remaining components (the lungs; trachea and bowel gas are smaller); close
+    Rule: voxels below ``air_threshold`` HU; remove the air connected to the in-plane (X, Y) image border
+    (outside the body; not the first and last axial slices, which may cut through the lungs); keep the two largest remaining components (the lungs; trachea and bowel gas are smaller); close
     with a ball of ``closing_radius`` voxels and fill holes (vessels and nodules inside the lungs, so a tumour
     abutting the lung wall stays inside the OOI). Components under ``min_fraction`` of the image are dropped.
     """
@@ -217,7 +231,7 @@ def lung_field_mask(
         raise ValueError(f"expected a finite 2D or 3D CT in HU, got shape {ct_hu.shape}.")
     air = ct_hu < air_threshold
     labels, _ = ndimage.label(air)
-    border = np.unique(np.concatenate([np.take(labels, [0, -1], axis=a).ravel() for a in range(ct_hu.ndim)]))
+    border = np.unique(np.concatenate([np.take(labels, [0, -1], axis=a).ravel() for a in (0, 1)]))
     inside = air & ~np.isin(labels, border[border > 0])
     lungs = _largest_components(inside, 2)
     labels, found = ndimage.label(lungs)
@@ -284,3 +298,182 @@ class OrganOfInterestd(MapTransform):
             out.copy_meta_from(image)
         d[self.ooi_key] = out
         return d
+
+
+def read_volume(path: str | Path) -> sitk.Image:
+    """A 3D image from a DICOM series folder (SimpleITK/GDCM applies rescale slope/intercept: HU for CT) or an
+    image file (NIfTI, ...)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path))
+        if not files:
+            raise FileNotFoundError(f"no DICOM series found in {path}.")
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        image = reader.Execute()
+    elif path.is_file():
+        image = sitk.ReadImage(str(path))
+    else:
+        raise FileNotFoundError(f"{path} is neither a DICOM series folder nor an image file.")
+    if image.GetDimension() != 3:
+        raise ValueError(f"{path} is {image.GetDimension()}D; a 3D volume is expected.")
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _xyz(image: sitk.Image) -> np.ndarray:
+    """SimpleITK (z, y, x) array as (x, y, z), the index order of :func:`axial_slices`."""
+    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
+
+
+def _mask_on_grid(
+    path: str | Path, reference: sitk.Image, name: str, allow_empty: bool = False
+) -> np.ndarray:
+    """A binary mask (> 0) on ``reference``'s grid: used as is when its grid matches, else resampled (nearest).
+    Empty raises ``ValueError`` unless ``allow_empty`` (a tumour mask of a healthy subject)."""
+    mask = read_volume(path)
+    same_grid = mask.GetSize() == reference.GetSize() and np.allclose(
+        mask.GetOrigin() + mask.GetSpacing() + mask.GetDirection(),
+        reference.GetOrigin() + reference.GetSpacing() + reference.GetDirection(),
+        atol=1e-3,
+    )
+    if not same_grid:
+        mask = resample_to_reference(mask, reference, order=0)
+    out = _xyz(mask) > 0
+    if not (allow_empty or out.any()):
+        raise ValueError(f"the {name} mask {path} is empty on the CT grid.")
+    return out
+
+
+def _slice_affine(reference: sitk.Image, size: Sequence[int], z: int) -> np.ndarray:
+    """RAS affine (NIfTI/MONAI convention) of axial slice ``z`` of ``reference`` resized to ``size`` (pixel
+    areas aligned as in ``scipy.ndimage.zoom(grid_mode=True)``)."""
+    direction = np.asarray(reference.GetDirection(), dtype=float).reshape(3, 3)
+    spacing = np.asarray(reference.GetSpacing(), dtype=float)
+    scale = np.array([reference.GetSize()[0] / size[0], reference.GetSize()[1] / size[1], 1.0])
+    lps = np.eye(4)
+    lps[:3, :3] = direction @ np.diag(spacing * scale)
+    # new pixel i covers the old continuous index (i + 0.5) * scale - 0.5
+    lps[:3, 3] = np.asarray(reference.GetOrigin()) + direction @ (
+        spacing * (np.array([0.0, 0.0, z]) + 0.5 * scale - 0.5)
+    )
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def _save_slice(path: Path, channels: Sequence[np.ndarray], affine: np.ndarray, dtype) -> None:
+    """(X, Y) planes -> a 2D NIfTI (X, Y) as the sample slices, or for several channels (X, Y, 1, C) (MONAI
+    reads it as (C, X, Y, 1); ``DropTrailingSingletond`` makes it (C, X, Y))."""
+    data = np.stack(channels, axis=-1)[:, :, None] if len(channels) > 1 else channels[0]
+    nib.save(nib.Nifti1Image(data.astype(dtype), affine), str(path))
+
+
+def prepare_pet_ct_subject(
+    ct: str | Path,
+    pet: str | Path,
+    output_dir: str | Path,
+    subject: str,
+    split: str = "training",
+    site: str = "lung",
+    ooi: str | Path | None = None,
+    label: str | Path | None = None,
+    size: Sequence[int] = (512, 512),
+    modality: str = "pet_ct",
+    suv_range: Sequence[float] = SUV_RANGE,
+    ooi_fallback: str | None = None,
+    time_reference: str = "acquisition",
+) -> list[dict]:
+    """Preprocess one PET/CT subject as in the paper and add its slices to ``output_dir/datalist.json``.
+
+    CT: DICOM series folder or image file (HU), windowed with :data:`CT_WINDOWS` ``[site]``. PET: DICOM series
+    folder, converted to SUV from its headers (:func:`read_pet_suv`), resampled onto the CT grid with a cubic
+    B-spline and clamped to ``suv_range``. Both scaled to [0, 1]; axial slices resized to ``size``. ``ooi``
+    (organ of interest) and ``label`` (tumour) masks are image files on any grid (resampled nearest onto the
+    CT when it differs); without ``ooi``, ``ooi_fallback`` (default: ``"lung"`` for site lung, else
+    ``"foreground"``) is computed from the CT in HU. Only slices that contain the OOI are written. For the
+    ``training`` and ``validation`` splits (healthy slices for the inpainting network) slices with a tumour
+    label are left out; ``test`` keeps every OOI slice.
+
+    Writes ``<subject>/z###_image.nii.gz`` (channels of ``modality``: ``ct``, ``pet`` or ``pet_ct`` = CT
+    then PET), ``z###_ooi.nii.gz`` and, with a label, ``z###_label.nii.gz``; the datalist entries are
+    ``{"subject", "slice_z", "image", "ooi"[, "label", "tumour_pixels"]}``, paths relative to ``output_dir``.
+    A subject already in the datalist is replaced. Returns the new entries.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+    if site not in CT_WINDOWS:
+        raise ValueError(f"site must be one of {tuple(CT_WINDOWS)}, got {site!r}.")
+    if modality not in MODALITY_CHANNELS:
+        raise ValueError(f"modality must be one of {tuple(MODALITY_CHANNELS)}, got {modality!r}.")
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be two positive integers, got {size!r}.")
+    if not subject or Path(subject).name != subject:
+        raise ValueError(f"subject must be a plain name (it becomes a folder), got {subject!r}.")
+    ooi_fallback = ooi_fallback or ("lung" if site == "lung" else "foreground")
+    if not Path(pet).is_dir():
+        raise ValueError(f"PET must be a DICOM series folder (SUV needs its headers), got {pet}.")
+
+    ct_image = read_volume(ct)
+    suv_on_ct = resample_to_reference(read_pet_suv(pet, time_reference), ct_image, order=3)
+    ct_hu = _xyz(ct_image)
+    if ooi is not None:
+        ooi_mask = _mask_on_grid(ooi, ct_image, "organ-of-interest")
+    elif ooi_fallback == "lung":
+        ooi_mask = lung_field_mask(ct_hu)
+    elif ooi_fallback == "foreground":
+        ooi_mask = foreground_mask(ct_hu)
+    else:
+        raise ValueError(
+            f"ooi_fallback must be 'lung' or 'foreground' when no OOI is given, got {ooi_fallback!r}."
+        )
+    label_mask = _mask_on_grid(label, ct_image, "tumour", allow_empty=True) if label is not None else None
+
+    planes = {
+        "ct": axial_slices(np.asarray(window_to_unit(ct_hu, site)), size),
+        "pet": axial_slices(np.asarray(window_to_unit(_xyz(suv_on_ct), suv_range)), size),
+    }
+    ooi_planes = axial_slices(ooi_mask, size, order=0) > 0.5
+    label_planes = axial_slices(label_mask, size, order=0) > 0.5 if label_mask is not None else None
+
+    output_dir = Path(output_dir)
+    (output_dir / subject).mkdir(parents=True, exist_ok=True)
+    entries = []
+    for z in range(ooi_planes.shape[0]):
+        tumour_pixels = int(label_planes[z].sum()) if label_planes is not None else None
+        if not ooi_planes[z].any() or (split != "test" and tumour_pixels):
+            continue
+        affine = _slice_affine(ct_image, size, z)
+        entry = {"subject": subject, "slice_z": z}
+        for key, planes_z, dtype in (
+            ("image", [np.clip(planes[c][z], 0.0, 1.0) for c in MODALITY_CHANNELS[modality]], np.float32),
+            ("ooi", [ooi_planes[z]], np.uint8),
+            ("label", [label_planes[z]] if label_planes is not None else None, np.uint8),
+        ):
+            if planes_z is None:
+                continue
+            relative = f"{subject}/z{z:03d}_{key}.nii.gz"
+            _save_slice(output_dir / relative, planes_z, affine, dtype)
+            entry[key] = relative
+        if tumour_pixels is not None:
+            entry["tumour_pixels"] = tumour_pixels
+        entries.append(entry)
+    if not entries:
+        raise ValueError(f"no slice of {subject} to write: the OOI is empty or every OOI slice has a tumour.")
+    _update_datalist(output_dir / "datalist.json", subject, split, entries, modality)
+    return entries
+
+
+def _update_datalist(path: Path, subject: str, split: str, entries: list[dict], modality: str) -> None:
+    """Replace ``subject``'s entries in the decathlon datalist at ``path`` (created when absent), atomically."""
+    datalist = {s: [] for s in SPLITS}
+    if path.exists():
+        datalist.update(json.loads(path.read_text(encoding="utf-8")))
+    if datalist.setdefault("modality", modality) != modality:
+        raise ValueError(
+            f"{path} holds {datalist['modality']!r} slices; this subject was asked as {modality!r}."
+        )
+    datalist["channels"] = list(MODALITY_CHANNELS[modality])
+    for s in SPLITS:
+        datalist[s] = [e for e in datalist.get(s, []) if e["subject"] != subject]
+    datalist[split] += entries
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(datalist, indent=1), encoding="utf-8")
+    os.replace(staging, path)

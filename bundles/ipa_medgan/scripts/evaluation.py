@@ -32,7 +32,8 @@ MODELS = {
     "context_encoder": ("context-encoder style", ["context_encoder.json"], ("square",)),
 }
 METRICS = ("ssim", "psnr", "mse", "uqi")
-#: Table I of the paper (ipA-MedGAN rows; the baselines' rows are not quoted in this bundle's issue).
+#: Table I of the paper: the ipA-MedGAN rows, as quoted in this bundle's issue. The baselines' rows (CE, pix2pix,
+#: ...) were not available offline, so they are left out rather than guessed.
 PAPER = {
     ("ipa_medgan", "square"): {"ssim": 0.9606, "psnr": 30.62, "mse": 65.81, "uqi": 0.9620},
     ("ipa_medgan", "arbitrary"): {"ssim": 0.9818, "psnr": 35.12, "mse": 24.90, "uqi": 0.9889},
@@ -171,7 +172,10 @@ def format_table(rows: dict, n_test: int) -> str:
         if isinstance(v, dict) and v.get("psnr_exact")
     ]
     note = f"; PSNR over the finite slices (slices restored exactly: {'; '.join(exact)})" if exact else ""
-    lines.append(f"\n{n_test} test slices; whole-image metrics; MSE on the 0-255 scale{note}.\n")
+    lines.append(
+        f"\n{n_test} test slices; whole-image metrics; MSE on the 0-255 scale{note}. "
+        "Paper values are given for ipA-MedGAN only: the paper's baseline rows were not available offline.\n"
+    )
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "biharmonic",
     "network_inpainter",
     "evaluate",
+    "load_lpips",
     "run_protocol",
     "save_panel",
 ]
@@ -183,11 +184,13 @@ def network_inpainter(network: torch.nn.Module, device: str | torch.device = "cp
     return inpaint
 
 
-def _load_lpips() -> Callable | None:
+def load_lpips(vgg_weights_path: str | None = None, lin_weights_path: str | None = None) -> Callable | None:
+    """:class:`common.metrics.LPIPSMetric` from local weights (paths, or the torch hub cache when None), or None
+    with a warning that names the missing file and how to provide it (LPIPS is then reported as n/a)."""
     try:
-        return LPIPSMetric()
+        return LPIPSMetric(vgg_weights_path, lin_weights_path)
     except FileNotFoundError as error:
-        LOGGER.warning("LPIPS not computed: %s", str(error).splitlines()[0])
+        LOGGER.warning("LPIPS not computed (reported as n/a): %s", error)
         return None
 
 
@@ -330,8 +333,11 @@ def run_protocol(
     name: str = "CTSDG",
     image_size: Sequence[int] = (256, 256),
     percentiles: Sequence[float] = (0.5, 99.5),
+    lpips_weights: Sequence[str | None] = (None, None),
 ) -> dict:
     """Evaluate the network (weights from ``checkpoint`` if it exists) and the biharmonic baseline.
+
+    ``lpips_weights``: the VGG16 and LPIPS-linear files (None: the torch hub cache); LPIPS is n/a without them.
 
     Writes ``evaluation.json`` (means and per-image scores), ``evaluation.md`` (table) and
     ``panel_<mask>.png`` (input, mask, output, error) into ``output_dir``; returns the results.
@@ -348,7 +354,7 @@ def run_protocol(
     methods: dict[str, Callable] = {name: network_inpainter(network, device)}
     if baseline:
         methods["biharmonic"] = biharmonic
-    results, example = evaluate(methods, items, mask_options, min_roi_size, _load_lpips())
+    results, example = evaluate(methods, items, mask_options, min_roi_size, load_lpips(*lpips_weights))
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(

@@ -4,9 +4,11 @@ protocol, write ``tables.md`` (paper layout) and one PNG panel per evaluation ma
     python bundles/shape_aware_mask_inpainting/scripts/reproduce_tables.py --output_dir runs/tables [--paper_scale]
 
 Quick scale (default): ``quick.json`` (reduced width, 128x128, 240 iterations, random VGG) and up to
-``--max_images`` test images. ``--paper_scale``: ``train.json`` alone (10,000 iterations, batch 6, full width,
-ImageNet VGG16, which must be on disk) on every test image. Variants that appear in several tables (OPS +
-pseudo-segment + same image + weighted) are trained once.
+``--max_images`` test images. ``--iterations N`` shortens (or lengthens) every variant's training, same
+protocol otherwise (a multiple of ``iterations_per_epoch``). ``--paper_scale``: ``train.json`` alone (10,000
+iterations, batch 6, full width, ImageNet VGG16, which must be on disk) on every test image. Variants that
+appear in several tables are trained once; ``--jobs`` trains that many at a time. Each variant's log is
+``<output_dir>/<variant>/run.log``; a variant whose ``evaluation.json`` exists is not run again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +50,31 @@ def variant_name(config: dict) -> str:
     return "_".join(f"{k}-{v}" for k, v in sorted(config.items()))
 
 
-def run_bundle(args: list[str]) -> None:
+def run_bundle(args: list[str], log: Path) -> None:
+    """``python -m monai.bundle <args>``, output appended to ``log``; a failure names the log and its tail."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    subprocess.run([sys.executable, "-m", "monai.bundle", *args], check=True, env=env)
+    with log.open("a", encoding="utf-8") as stream:
+        code = subprocess.run(
+            [sys.executable, "-m", "monai.bundle", *args], stdout=stream, stderr=subprocess.STDOUT, env=env
+        ).returncode
+    if code:
+        tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"monai.bundle {args[0]} failed (exit {code}); log {log}:\n{tail}")
 
 
-def train_and_evaluate(config: dict, out: Path, paper_scale: bool, max_images: int | None) -> dict:
+def config_files(paper_scale: bool) -> list[Path]:
+    return [BUNDLE / "configs" / "train.json"] + ([] if paper_scale else [BUNDLE / "configs" / "quick.json"])
+
+
+def train_and_evaluate(
+    config: dict, out: Path, paper_scale: bool, max_images: int | None, iterations: int | None = None
+) -> dict:
     """Train one variant (skipped when its ``evaluation.json`` exists) and return its results."""
     result = out / "evaluation.json"
     if result.exists():
         return json.loads(result.read_text(encoding="utf-8"))["results"]
-    configs = [BUNDLE / "configs" / "train.json"] + (
-        [] if paper_scale else [BUNDLE / "configs" / "quick.json"]
-    )
+    out.mkdir(parents=True, exist_ok=True)
+    configs = config_files(paper_scale)
     mask = json.dumps(
         {
             **json.loads((BUNDLE / "configs" / "train.json").read_text(encoding="utf-8"))["mask_config"],
@@ -67,10 +82,15 @@ def train_and_evaluate(config: dict, out: Path, paper_scale: bool, max_images: i
         }
     )
     common_args = ["--bundle_root", str(BUNDLE), "--output_dir", str(out), "--mask_config", mask]
-    run_bundle(["run", "training", "--config_file", json.dumps([str(c) for c in configs]), *common_args])
+    schedule = [] if iterations is None else ["--iterations", str(iterations)]
+    log = out / "run.log"
+    run_bundle(
+        ["run", "training", "--config_file", json.dumps([str(c) for c in configs]), *common_args, *schedule],
+        log,
+    )
     evaluate = [*configs, BUNDLE / "configs" / "evaluate.json"]
     limit = [] if max_images is None else ["--eval_max_images", str(max_images)]
-    run_bundle(["run", "--config_file", json.dumps([str(c) for c in evaluate]), *common_args, *limit])
+    run_bundle(["run", "--config_file", json.dumps([str(c) for c in evaluate]), *common_args, *limit], log)
     return json.loads(result.read_text(encoding="utf-8"))["results"]
 
 
@@ -83,42 +103,71 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--max_images", type=int, default=8, help="test images at quick scale (all at paper scale)"
     )
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="training iterations per variant (default: the config's)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="variants trained at the same time")
     parser.add_argument("--tables", nargs="*", type=int, default=[1, 2, 3])
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(BUNDLE))
+    if args.iterations is not None:
+        per_epoch = {}
+        for path in config_files(args.paper_scale):
+            per_epoch.update(json.loads(path.read_text(encoding="utf-8")))
+        if args.iterations <= 0 or args.iterations % per_epoch["iterations_per_epoch"]:
+            parser.error(
+                f"--iterations must be a positive multiple of iterations_per_epoch "
+                f"({per_epoch['iterations_per_epoch']}), got {args.iterations}"
+            )
+    sys.path[:0] = [str(BUNDLE), str(REPO)]  # the bundle's scripts and common/, from any cwd
     from scripts.evaluation import MASK_KINDS, markdown_table, save_panel
 
     root = Path(args.output_dir)
     max_images = None if args.paper_scale else args.max_images
+    scale = "paper" if args.paper_scale else "quick"
+    iterations = "config default" if args.iterations is None else args.iterations
     lines = [
-        f"Scale: {'paper' if args.paper_scale else 'quick'}; metrics on the masked RoI (see docs/README.md).\n"
+        f"Scale: {scale}, iterations per variant: {iterations}, test images: {max_images or 'all'}; "
+        "metrics on the masked RoI (see docs/README.md).\n"
     ]
-    rows_for_panels: dict[str, Path] = {}
+    chosen = [(n, t, v) for n, (t, v) in enumerate(TABLES.items(), start=1) if n in args.tables]
+    configs = {variant_name(c): c for _, _, vs in chosen for c in ({**BASE, **change} for _, change in vs)}
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        scores_of = dict(
+            zip(
+                configs,
+                pool.map(
+                    lambda name: train_and_evaluate(
+                        configs[name], root / name, args.paper_scale, max_images, args.iterations
+                    ),
+                    configs,
+                ),
+            )
+        )
+    panel_rows: dict[str, tuple[str, Path]] = {}  # variant -> (first label, run folder)
     baseline = None
-    for number, (title, variants) in enumerate(TABLES.items(), start=1):
-        if number not in args.tables:
-            continue
+    for _, title, variants in chosen:
         results = {}
         for label, change in variants:
-            config = {**BASE, **change}
-            out = root / variant_name(config)
-            scores = train_and_evaluate(config, out, args.paper_scale, max_images)
+            name = variant_name({**BASE, **change})
+            out, scores = root / name, scores_of[name]
             results[label] = scores["CTSDG"]
             baseline = scores.get("biharmonic", baseline)
-            rows_for_panels[label] = out
+            panel_rows.setdefault(name, (label, out))
         if baseline is not None:
             results["biharmonic (no training)"] = baseline
         lines += [f"## {title}\n", markdown_table(results)]
     (root / "tables.md").write_text("\n".join(lines), encoding="utf-8")
     for kind in MASK_KINDS:
-        outputs = {}
+        outputs, baseline_output = {}, None
         image = hole = None
-        for label, out in rows_for_panels.items():
+        for label, out in panel_rows.values():
             example = np.load(out / "examples.npz")
             image, hole = example[f"{kind}__image"], example[f"{kind}__hole"]
             outputs[label] = example[f"{kind}__out_CTSDG"]
             if f"{kind}__out_biharmonic" in example:
-                outputs["biharmonic"] = example[f"{kind}__out_biharmonic"]
+                baseline_output = example[f"{kind}__out_biharmonic"]
+        if baseline_output is not None:  # the last row, as in the tables
+            outputs["biharmonic"] = baseline_output
         if image is not None:
             save_panel(root / f"panel_{kind}.png", image, hole, outputs)
     print((root / "tables.md").read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform, SqueezeDim
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform, Resized, SqueezeDim
 
 from common.transforms import load_mask_bank, write_mask_bank
 
@@ -163,21 +163,44 @@ class RestoreIntensityd(MapTransform):
 
 
 def ensure_mask_bank(
-    directory: str, count: int = 200, seed: int = 0, area_range: Sequence[float] = (0.01, 0.1)
+    directory: str,
+    count: int = 200,
+    seed: int = 0,
+    area_range: Sequence[float] = (0.01, 0.1),
+    spatial_size: Sequence[int] = (256, 256),
 ):
-    """The irregular-shape bank for ``shape="irregular"``: written once (``count`` 256x256 masks) then reused."""
+    """The irregular-shape bank for ``shape="irregular"``: written once (``count`` masks of the training
+    ``spatial_size``, so their areas are ``area_range`` of the training image) then reused."""
     path = Path(directory)
     if not path.is_dir() or not any(path.iterdir()):
-        write_mask_bank(path, count=count, area_range=area_range, seed=seed)
-    load_mask_bank(path)  # fail here, not in a data-loader worker
+        write_mask_bank(path, count=count, area_range=area_range, spatial_size=spatial_size, seed=seed)
+    bank = load_mask_bank(path)  # fail here, not in a data-loader worker
+    if tuple(bank.shape[1:]) != tuple(spatial_size):
+        raise ValueError(
+            f"mask bank {path} holds {tuple(bank.shape[1:])} masks but training images are {tuple(spatial_size)}: "
+            "give another output_dir (the bank is written there) or remove the folder to rewrite it"
+        )
     return str(path)
 
 
-def load_unit_images(datalist: Sequence[Mapping[str, Any]], count: int = 16, key: str = "image") -> list:
-    """The first ``count`` images of a datalist, 2D and scaled to [0, 1]: the "other image" segment sources."""
+def load_unit_images(
+    datalist: Sequence[Mapping[str, Any]],
+    count: int = 16,
+    key: str = "image",
+    spatial_size: Sequence[int] | None = None,
+    percentiles: Sequence[float] = (0.5, 99.5),
+) -> list:
+    """The first ``count`` images of a datalist, 2D, scaled to [0, 1] between ``percentiles`` and resized to
+    ``spatial_size`` (None: as stored), as training prepares its images: the "other image" segment sources."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    load = Compose(
-        [LoadImaged(key, image_only=True), EnsureChannelFirstd(key), Ensure2Dd(key), UnitIntensityd(key)]
-    )
+    steps = [
+        LoadImaged(key, image_only=True),
+        EnsureChannelFirstd(key),
+        Ensure2Dd(key),
+        UnitIntensityd(key, lower=percentiles[0], upper=percentiles[1]),
+    ]
+    if spatial_size is not None:
+        steps.append(Resized(key, spatial_size=list(spatial_size), mode="area"))
+    load = Compose(steps)
     return [np.asarray(load(dict(entry))[key], dtype=np.float32) for entry in list(datalist)[:count]]

@@ -1,0 +1,174 @@
+"""What MONAI Label's bundle app does with a bundle, emulated without installing ``monailabel``.
+
+Mirrors ``monailabel/tasks/infer/bundle.py`` (``BundleInferTask`` + ``BasicInferTask``) and
+``monailabel/tasks/train/bundle.py`` (``BundleTrainTask``) of Project-MONAI/MONAILabel:
+
+Inference: reads ``configs/inference.json`` with ``bundle_root`` set; builds ``network_def`` and loads
+``models/model.pt`` itself (``torch.load``, then ``checkpoint.get("model", checkpoint)``, strict); takes the first
+input/output keys of ``metadata.json`` and the output ``channel_def`` (non-background entries) as its labels;
+runs ``preprocessing``'s transforms one by one on ``{"image": <path>, ...request params}``, then
+``inferer(data["image"][None], network)`` (no other inputs), stores ``outputs[0]`` as ``data["pred"]``, and runs
+``postprocessing``'s transforms without ``SaveImaged`` (it writes ``pred`` itself). The ``device`` id is
+overridden by the request.
+
+Training: reads ``configs/train.json``; takes the raw ``train#handlers`` list and, when ``models/model.pt``
+exists and no ``CheckpointLoader`` is there, prepends one loading it into ``$@network`` (strict=False); calls
+``monai.bundle.run("run", init_id=None, final_id=None, ...)`` with overrides ``bundle_root``,
+``train#trainer#max_epochs``, ``train#dataset#data``, ``device``, ``train#handlers`` and
+``validate#dataset#data``.
+
+Deviations, to stay CPU-cheap: training merges quick.json after train.json (MONAI Label reads train.json alone,
+paper scale); the request/datastore records are the bundle's own datalist entries (MONAI Label's default
+datastore gives ``{"image", "label"}`` only, so bundles needing more keys (a mask, a hint) need an app that
+passes them as request params or a datastore that provides them); monailabel's ``LoadImageTensord`` wrapper and
+``Restored`` post transform are not applied (the bundles' own postprocessing restores the input geometry).
+"""
+
+import copy
+import json
+import shutil
+
+import monai.bundle
+import numpy as np
+import pytest
+import torch
+from harness import bundle_scripts, find_bundles
+from monai.bundle import ConfigParser
+from monai.inferers import SimpleInferer
+from monai.transforms import Compose, LoadImage, SaveImaged, apply_transform
+
+BUNDLES = find_bundles()
+HEAVY = {"blind_lesion_inpainting_3d"}  # 3D: MNI preprocessing and a volume network, slow-marked
+SLOW_TRAINING = HEAVY | {"ipa_medgan", "shape_aware_mask_inpainting"}  # > ~20 s for one epoch on 2 samples
+SEGMENTATION = {"autoinpainting_tumor_segmentation", "blind_lesion_inpainting_3d"}
+
+
+def per_bundle(slow=HEAVY):
+    return pytest.mark.parametrize(
+        "bundle", [pytest.param(b, id=b.name, marks=pytest.mark.slow if b.name in slow else ()) for b in BUNDLES]
+    )
+
+
+def first_io(bundle):
+    """(input key, output key, output spec) as BundleInferTask reads them from metadata.json."""
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    key_image, _ = next(iter(meta["network_data_format"]["inputs"].items()))
+    key_pred, pred = next(iter(meta["network_data_format"]["outputs"].items()))
+    return key_image, key_pred, pred
+
+
+def transforms_of(parser, key):
+    value = parser.get_parsed_content(key, instantiate=True)
+    return list(value.transforms) if isinstance(value, Compose) else list(value)
+
+
+def monailabel_infer(bundle, weights, request, device="cpu"):
+    """BundleInferTask + BasicInferTask.__call__ up to the writer: returns the post-processed data dict."""
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.config.update({"bundle_root": str(bundle)})
+    parser.config.update({"device": device})
+    with bundle_scripts(bundle):
+        network = copy.deepcopy(parser.get_parsed_content("network_def", instantiate=True)).to(device)
+        checkpoint = torch.load(weights, map_location=device, weights_only=True)
+        network.load_state_dict(checkpoint.get("model", checkpoint), strict=True)
+        network.eval()
+        data = dict(request)
+        for transform in transforms_of(parser, "preprocessing"):
+            data = apply_transform(transform, data)
+        inferer = parser.get_parsed_content("inferer", instantiate=True) if "inferer" in parser else SimpleInferer()
+        inputs = data["image"]
+        inputs = (inputs if torch.is_tensor(inputs) else torch.from_numpy(inputs))[None].to(device)
+        with torch.no_grad():
+            outputs = inferer(inputs, network)
+        data["pred"] = outputs[0]
+        for transform in transforms_of(parser, "postprocessing"):
+            if not isinstance(transform, SaveImaged):
+                data = apply_transform(transform, data)
+    return data
+
+
+def weights_for(bundle, tmp_path, *configs):
+    """The shipped models/model.pt, or (until it is shipped) a state dict of the configs' network_def."""
+    shipped = bundle / "models" / "model.pt"
+    if shipped.is_file():
+        return shipped
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / c) for c in configs])
+    parser.update({"bundle_root": str(bundle)})
+    with bundle_scripts(bundle):
+        state = parser.get_parsed_content("network_def").state_dict()
+    stand_in = tmp_path / "stand_in_model.pt"
+    torch.save(state, stand_in)
+    return stand_in
+
+
+def first_request(bundle):
+    """A MONAI Label request: the image path plus the extra inputs the bundle's first inference entry has."""
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(bundle)})
+    with bundle_scripts(bundle):
+        return dict(parser.get_parsed_content("datalist")[0])
+
+
+@per_bundle()
+def test_monailabel_inference_path_gives_the_metadata_pred(bundle, tmp_path):
+    key_image, key_pred, pred_spec = first_io(bundle)
+    assert (key_image, key_pred) == ("image", "pred"), "MONAI Label reads data['image'] and writes data['pred']"
+    request = first_request(bundle)
+    data = monailabel_infer(bundle, weights_for(bundle, tmp_path, "inference.json"), request)
+    pred = torch.as_tensor(data["pred"]).detach().cpu()
+    assert pred.shape[0] == pred_spec["num_channels"]
+    source = LoadImage(image_only=True)(request["image"])
+    spatial = tuple(s for s in source.shape if s != 1)
+    assert tuple(s for s in pred.shape[1:] if s != 1) == spatial, "pred must come back in the input's geometry"
+    assert torch.isfinite(pred).all()
+    labels = {int(k): v for k, v in pred_spec.get("channel_def", {}).items()}
+    if bundle.name in SEGMENTATION:
+        assert set(labels) >= {0, 1} and labels[0].lower() == "background", "a segmentation needs a channel_def"
+        values = set(np.unique(pred.numpy()).tolist())
+        assert values <= set(labels), f"pred is not a label map of {labels}: values {sorted(values)[:10]}"
+    else:
+        assert len(torch.unique(pred)) > len(labels) + 1, "an inpainter's pred is an image, not a label map"
+
+
+@per_bundle(slow=SLOW_TRAINING)
+def test_monailabel_train_path_runs_one_epoch(bundle, tmp_path):
+    """BundleTrainTask.__call__ + run_single_gpu on a copy of the bundle (training writes into bundle_root)."""
+    copy_root = tmp_path / bundle.name
+    shutil.copytree(bundle, copy_root, ignore=shutil.ignore_patterns("__pycache__", "eval", "runs"))
+    configs = [str(copy_root / "configs" / c) for c in ("train.json", "quick.json")]
+    parser = ConfigParser()
+    parser.read_config(configs)
+    parser.config.update({"bundle_root": str(copy_root)})
+    model_pytorch = copy_root / "models" / "model.pt"
+    if not model_pytorch.is_file():
+        shutil.copy(weights_for(copy_root, tmp_path, "train.json", "quick.json"), model_pytorch)
+    train_handlers = parser.get("train#handlers", [])
+    if not [h for h in train_handlers if h.get("_target_") == "CheckpointLoader"]:
+        loader = {"_target_": "CheckpointLoader", "load_path": str(model_pytorch), "load_dict": {"model": "$@network"}}
+        train_handlers.insert(0, {**loader, "strict": False})
+    with bundle_scripts(copy_root):
+        train = parser.get_parsed_content("train#datalist")[:2]
+        validate = parser.get_parsed_content("validate#datalist")[:1]
+    before = {p.resolve() for p in copy_root.rglob("*.pt")}
+    overrides = {
+        "bundle_root": str(copy_root),
+        "train#trainer#max_epochs": 1,
+        "train#dataset#data": train,
+        "device": torch.device("cpu"),
+        "train#handlers": train_handlers,
+        "validate#dataset#data": validate,
+    }
+    with bundle_scripts(copy_root):
+        monai.bundle.run(
+            run_id="run",
+            init_id=None,
+            final_id=None,
+            meta_file=str(copy_root / "configs" / "metadata.json"),
+            config_file=configs,
+            **overrides,
+        )
+    written = {p.resolve() for p in copy_root.rglob("*.pt")} - before
+    assert written, "MONAI Label's training run wrote no checkpoint"
