@@ -134,17 +134,23 @@ def test_residual_volume_scales_both_with_the_input_range():
 
 
 def test_inferer_outputs_segmentation_residual_inpainted_with_metadata(scene):
+    """The OOI travels as the last input channel (what MONAI Label passes): it is split off and limits the search."""
     healthy, image, tumour, ooi = scene
     affine = torch.diag(torch.tensor([2.0, 2.0, 1.0, 1.0]))
-    batch = MetaTensor(image[None], affine=affine)
+    batch = MetaTensor(torch.cat([image, ooi[None]])[None], affine=affine)
     inferer = AutoInpaintingInferer(threshold=0.1, radius=12, step=6)
-    out = inferer(batch, Oracle(healthy), ooi=ooi[None, None])
+    out = inferer(batch, Oracle(healthy))
     assert out.shape == (1, 3, SIZE, SIZE)
     assert isinstance(out, MetaTensor)
     torch.testing.assert_close(out.affine, affine.to(out.affine.dtype))
     assert torch.equal(out[0, :1].as_tensor(), tumour)
+    far_from_tumour = torch.from_numpy(disc((85, 85), 10))[None]
+    out = inferer(torch.cat([image, far_from_tumour])[None], Oracle(healthy))
+    assert not out[0, 0].any() and torch.equal(out[0, 2:], image)
     with pytest.raises(ValueError, match="organ-of-interest"):
-        inferer(batch, Oracle(healthy))
+        inferer(image[None], Oracle(healthy))
+    with pytest.raises(ValueError, match="organ-of-interest"):
+        inferer(torch.cat([image, image])[None], Oracle(healthy))
 
 
 def test_bad_search_arguments_raise():

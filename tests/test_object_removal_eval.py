@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
+from monai.bundle import ConfigParser
 from monai.networks.nets import BasicUNet
+from monai.transforms import SaveImaged
 from scipy import ndimage
 
 from common.metrics import PSNRMetric
@@ -257,3 +259,46 @@ def test_paper_tables_stages_wire_the_ablations():
     )
     assert evaluation[evaluation.index("--network_def#mask_source") + 1] == "hint"
     assert evaluation[evaluation.index("--eval_independent") + 1] == "true"
+
+
+# --- inference.json: what MONAI Label feeds the network ---------------------------------------------------
+
+
+def inference_parser():
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(BUNDLE)})
+    return parser
+
+
+def test_inference_preprocessing_puts_image_and_hint_in_image_and_postprocessing_restores_geometry(tmp_path):
+    """MONAI Label calls ``network(data["image"])`` only: image + hint must be its channels (metadata: 2)."""
+    image, hint = np.linspace(0, 1, 40 * 48, dtype=np.float32).reshape(40, 48), np.zeros((40, 48), np.float32)
+    hint[10:15, 12:17] = 1
+    for name, array in (("slice", image), ("slice_hint", hint)):
+        nib.save(nib.Nifti1Image(array, np.diag([0.5, 0.7, 1.0, 1.0])), tmp_path / f"{name}.nii.gz")
+    parser = inference_parser()
+    data = parser.get_parsed_content("preprocessing")(
+        {"image": str(tmp_path / "slice.nii.gz"), "hint": str(tmp_path / "slice_hint.nii.gz")}
+    )
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    assert data["image"].shape == (meta["network_data_format"]["inputs"]["image"]["num_channels"], 64, 64)
+    expected_hint = torch.zeros(64, 64)
+    expected_hint[16:24, 16:23] = 1  # rows 10-15 and columns 12-17 scaled by 64/40 and 64/48, any overlap kept
+    torch.testing.assert_close(data["image"][1].as_tensor(), expected_hint)
+    assert data["image"][0].min() == 0 and data["image"][0].max() == 1
+    data["pred"] = data["image"][:1].clone()
+    for transform in parser.get_parsed_content("postprocessing").transforms:
+        if not isinstance(transform, SaveImaged):
+            data = transform(data)
+    assert data["pred"].shape == (1, 40, 48), "pred goes back to the input's size"
+    assert data["pred"].meta["filename_or_obj"].endswith("slice.nii.gz"), "outputs are named after the image"
+
+
+def test_inference_preprocessing_without_a_hint_says_what_to_give(tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((8, 8), np.float32), np.eye(4)), tmp_path / "slice.nii.gz")
+    preprocessing = inference_parser().get_parsed_content("preprocessing")
+    for request in ({"image": str(tmp_path / "slice.nii.gz")}, {"image": str(tmp_path / "slice.nii.gz"), "hint": ""}):
+        with pytest.raises(RuntimeError) as error:
+            preprocessing(request)
+        assert isinstance(error.value.__cause__, ValueError) and "hint" in str(error.value.__cause__)

@@ -25,7 +25,8 @@ healthy tissue keeps a zero residual), and the residual is their absolute differ
 :func:`segment_residual` thresholds (fixed threshold; per-subject best threshold with
 :class:`common.metrics.BestThresholdDiceMetric`).
 
-:class:`AutoInpaintingInferer` runs the pipeline as a MONAI inferer in a bundle's evaluator.
+:class:`AutoInpaintingInferer` runs the pipeline as a MONAI inferer (in a bundle's evaluator and in MONAI Label),
+with the OOI as the last channel of its input.
 """
 
 from __future__ import annotations
@@ -266,8 +267,10 @@ def segment_residual(residual: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 class AutoInpaintingInferer(Inferer):
-    """MONAI inferer running :class:`AutoInpainter` slice by slice on a batch ``(B, C, H, W)`` with the OOI
-    passed as ``ooi=(B, 1, H, W)`` (e.g. via ``monai.engines.PrepareBatchExtraInput({"ooi": "ooi"})``).
+    """MONAI inferer running :class:`AutoInpainter` slice by slice on a batch ``(B, C + 1, H, W)``: the image's
+    ``C`` channels followed by the organ-of-interest (OOI) mask (0/1) as the last channel, which is split off
+    before the search. Carrying the OOI inside ``inputs`` is what lets MONAI Label, which calls
+    ``inferer(data["image"][None], network)`` with nothing else, run the same search as the bundle's evaluator.
 
     Each slice is its own "volume" (:func:`residual_volume`). Returns ``(B, 2 + C, H, W)``: channel 0 the
     segmentation ``residual > threshold``, channel 1 the residual, then the inpainted image; the metadata of
@@ -283,17 +286,17 @@ class AutoInpaintingInferer(Inferer):
         self.threshold = float(threshold)
         self.search = AutoInpainter(**kwargs)
 
-    def __call__(self, inputs: torch.Tensor, network, *args, ooi: torch.Tensor | None = None, **kwargs):
+    def __call__(self, inputs: torch.Tensor, network) -> torch.Tensor:
         _check_image(inputs, "inputs", 4)
-        if ooi is None:
-            raise ValueError(
-                "the autoinpainting inferer needs the organ-of-interest mask: pass ooi=(B, 1, H, W)."
-            )
-        if ooi.shape[0] != inputs.shape[0] or tuple(ooi.shape[2:]) != tuple(inputs.shape[2:]):
-            raise ValueError(f"ooi shape {tuple(ooi.shape)} does not match inputs {tuple(inputs.shape)}.")
         plain = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
+        if plain.shape[1] < 2 or not ((plain[:, -1] == 0) | (plain[:, -1] == 1)).all():
+            raise ValueError(
+                "the autoinpainting inferer needs the image channels followed by the organ-of-interest mask "
+                f"(values 0/1) as the last channel, got inputs of shape {tuple(inputs.shape)} whose last channel "
+                "is not a 0/1 mask (e.g. concatenate the 'ooi' key of common.transforms.OrganOfInterestd last)."
+            )
         outputs = []
-        for image, region in zip(plain, ooi):
+        for image, region in zip(plain[:, :-1], plain[:, -1]):
             result = self.search.inpaint_slice(network, image, region)
             residual = residual_volume(image, result.inpainted)
             outputs.append(

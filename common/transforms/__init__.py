@@ -10,6 +10,9 @@ from common.transforms.edges import *  # noqa: F403
 from common.transforms.lesion_masks import *  # noqa: F403
 from common.transforms.masks import *  # noqa: F403
 
+# the network input of one sample (masked image, mask, extras), as the training batch preparer builds it
+from common.transforms.network_input import *  # noqa: F403
+
 # PET/CT preprocessing (SUV, B-spline resampling, windows) and organ-of-interest masks (autoinpainting)
 from common.transforms.pet_ct import *  # noqa: F403
 

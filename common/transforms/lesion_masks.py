@@ -26,6 +26,7 @@ from monai.config import KeysCollection
 from scipy import ndimage
 from skimage.morphology import ball, disk
 
+from common.data.cohort import MS_LOADS_ML
 from common.transforms.masks import MaskTransformd
 
 __all__ = [
@@ -37,8 +38,8 @@ __all__ = [
     "synthetic_lesion_masks",
 ]
 
-#: lesion-load classes of the bank (total lesion volume in mL): the cohort's MS loads
-LESION_LOADS_ML = {"small": (1.0, 4.0), "medium": (5.0, 12.0), "large": (15.0, 30.0)}
+#: lesion-load classes of the bank (total lesion volume in mL): the ones the cohort's MS-lesion generator draws
+LESION_LOADS_ML = MS_LOADS_ML
 BANK_FORMAT_VERSION = 1
 
 

@@ -13,12 +13,19 @@ Pipeline for a subject's T1 in native space (every step optional):
 :func:`to_native` / :class:`MNIToNatived` put a result back on the subject's own grid and header. All geometry is
 handled through world (RAS) coordinates, so any orientation or voxel size is resampled, never rejected.
 SimpleITK works in LPS: ``LPS = diag(-1, -1, 1) RAS``.
+
+Reproducibility: the same input and seed give bit-identical output. SimpleITK's seed 0 means "seed from the
+wall clock", so registration seeds must be positive; and SimpleITK filters run with ``number_of_threads=1`` by
+default, because Mattes mutual information sums its histogram in thread-timing order (run-to-run differences)
+and N4's B-spline fit sums per-thread partial results (results that change with the machine's core count).
+Pass ``number_of_threads=None`` for ITK's default (all cores) where speed matters more than reproducibility.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -148,6 +155,26 @@ def nlm_denoise(
     return denoised
 
 
+@contextmanager
+def _itk_threads(number_of_threads: int | None) -> Iterator[None]:
+    """ITK's global default thread count set to ``number_of_threads`` inside the block (None: left as is).
+
+    Global, not per filter: N4 and the registration build internal filters (B-spline fitting, pyramid) that
+    take the global default, whatever the outer filter's ``SetNumberOfThreads`` says.
+    """
+    if number_of_threads is None:
+        yield
+        return
+    if isinstance(number_of_threads, bool) or not isinstance(number_of_threads, int) or number_of_threads < 1:
+        raise ValueError(f"number_of_threads must be a positive int or None, got {number_of_threads!r}")
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(number_of_threads)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def _to_sitk(volume: np.ndarray, affine: np.ndarray) -> sitk.Image:
     """A SimpleITK image (LPS geometry) of an (X, Y, Z) array with a RAS voxel-to-world ``affine``."""
     lps = _RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)
@@ -165,9 +192,11 @@ def n4_bias_field(
     mask: np.ndarray | None = None,
     shrink_factor: int = 4,
     iterations: Sequence[int] = (50, 50, 50, 50),
+    number_of_threads: int | None = 1,
 ) -> np.ndarray:
     """Multiplicative bias field of a volume by N4 (SimpleITK), fitted on a ``shrink_factor``-downsampled image
-    inside ``mask`` (default :func:`head_mask`) and evaluated at full resolution."""
+    inside ``mask`` (default :func:`head_mask`) and evaluated at full resolution. ``number_of_threads``: N4's
+    threads (1: the same result on every machine; None: ITK's default)."""
     volume = _check_volume(volume)
     mask = head_mask(volume) if mask is None else np.asarray(mask, dtype=bool)
     if not mask.any():
@@ -176,10 +205,11 @@ def n4_bias_field(
     mask_image = _to_sitk(mask.astype(np.uint8), affine)
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
     corrector.SetMaximumNumberOfIterations([int(i) for i in iterations])
-    small = sitk.Shrink(image, [shrink_factor] * 3)
-    small_mask = sitk.Shrink(mask_image, [shrink_factor] * 3)
-    corrector.Execute(small, small_mask)
-    log_field = corrector.GetLogBiasFieldAsImage(image)
+    with _itk_threads(number_of_threads):
+        small = sitk.Shrink(image, [shrink_factor] * 3)
+        small_mask = sitk.Shrink(mask_image, [shrink_factor] * 3)
+        corrector.Execute(small, small_mask)
+        log_field = corrector.GetLogBiasFieldAsImage(image)
     return np.exp(sitk.GetArrayFromImage(log_field).transpose(2, 1, 0)).astype(np.float32)
 
 
@@ -206,14 +236,37 @@ def register_to_mni(
     smoothing_sigmas: Sequence[float] = (2.0, 1.0),
     iterations: int = 100,
     sampling_fraction: float = 0.2,
-    seed: int = 0,
+    seed: int = 1,
+    number_of_threads: int | None = 1,
 ) -> np.ndarray:
     """Affine registration of a T1 to the MNI template; returns ``mni_to_native`` (4x4, RAS world mm -> mm).
 
     Mattes mutual information (robust to scanner intensities and to a skull that the template lacks),
     initialised by aligning centres of mass, regular-step gradient descent over the multi-resolution pyramid.
+    ``seed`` (positive) fixes the random metric samples; ``number_of_threads=1`` makes the metric's sums run in
+    one order, so that a seed gives bit-identical results (None: ITK's default threads, not reproducible).
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 1:
+        raise ValueError(
+            f"seed must be a positive int, got {seed!r} (SimpleITK treats seed 0 as 'seed from the wall clock', "
+            "which makes the registration differ between runs)"
+        )
     volume = _check_volume(volume)
+    with _itk_threads(number_of_threads):
+        return _register(
+            volume, affine, shrink_factors, smoothing_sigmas, iterations, sampling_fraction, int(seed)
+        )
+
+
+def _register(
+    volume: np.ndarray,
+    affine: np.ndarray,
+    shrink_factors: Sequence[int],
+    smoothing_sigmas: Sequence[float],
+    iterations: int,
+    sampling_fraction: float,
+    seed: int,
+) -> np.ndarray:
     template, _, template_affine = mni_template()
     fixed = _to_sitk(template, template_affine)
     moving = _to_sitk(volume, affine)
@@ -323,7 +376,8 @@ class MNIPreprocessd(MapTransform):
     The first key drives N4, registration and standardisation; further keys must be on its grid and follow
     with the same bias field, world transform and scale (e.g. the lesion-free version of a lesioned T1, so that
     both stay comparable), each denoised on its own; keys in ``label_keys`` (masks) are only resampled, with
-    nearest-neighbour interpolation.
+    nearest-neighbour interpolation. ``seed`` (registration samples) and ``itk_threads`` (N4 and registration;
+    1 for bit-identical results, None for ITK's default) make the output reproducible.
     """
 
     def __init__(
@@ -336,13 +390,15 @@ class MNIPreprocessd(MapTransform):
         standardise: bool = True,
         check_modality: bool = True,
         info_key: str = "mni",
+        seed: int = 1,
+        itk_threads: int | None = 1,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_keys = (label_keys,) if isinstance(label_keys, str) else tuple(label_keys)
         self.denoise, self.bias_correct, self.register = denoise, bias_correct, register
         self.standardise, self.check_modality = standardise, check_modality
-        self.info_key = info_key
+        self.info_key, self.seed, self.itk_threads = info_key, seed, itk_threads
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
@@ -362,10 +418,16 @@ class MNIPreprocessd(MapTransform):
                 )
         if self.denoise:
             volume = nlm_denoise(volume)
-        field = n4_bias_field(volume, affine) if self.bias_correct else None
+        field = (
+            n4_bias_field(volume, affine, number_of_threads=self.itk_threads) if self.bias_correct else None
+        )
         if field is not None:
             volume = volume / field
-        mni_to_native = register_to_mni(volume, affine) if self.register else np.eye(4)
+        mni_to_native = (
+            register_to_mni(volume, affine, seed=self.seed, number_of_threads=self.itk_threads)
+            if self.register
+            else np.eye(4)
+        )
         scale = 1.0
         for key in keys:
             if key == keys[0]:

@@ -125,7 +125,7 @@ def report(
     blind_checkpoint: str,
     output_dir: str,
     preprocessing: dict,
-    abnormal_threshold: float = 0.15,
+    abnormal_threshold: float,
     device: str | torch.device = "cpu",
 ) -> dict:
     """Evaluate every subject of ``datalist`` (keys image, image_ms, label_ms, brain) and write

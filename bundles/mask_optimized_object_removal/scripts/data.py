@@ -24,6 +24,7 @@ from common.transforms.copy_paste import DEFAULT_MEDICAL_OBJECTS, object_compone
 
 __all__ = [
     "RandomMaskInsteadOfObjectd",
+    "RequireHintd",
     "TissueClassesd",
     "copy_paste_pairs",
     "inference_datalist",
@@ -57,6 +58,24 @@ def inference_datalist(dataset_dir: str, split: str = "test") -> list[dict]:
     return [
         {"image": e["image_tumour"], "hint": e["label_tumour"]} for e in entries if e["tumour_pixels"] >= 16
     ]
+
+
+class RequireHintd(MapTransform):
+    """Fail with what to give when the hint mask is missing: the pipeline removes the segment the hint points
+    at, and guessing a hint (say, the largest segment) would silently remove the wrong object."""
+
+    def __init__(self, keys: KeysCollection = "hint") -> None:
+        super().__init__(keys)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        missing = [key for key in self.keys if data.get(key) is None or (isinstance(data[key], str) and not data[key])]
+        if missing:
+            raise ValueError(
+                f"no hint mask under {missing} (keys given: {sorted(map(str, data))}): give the path of a mask image "
+                "in the image's geometry, non-zero on the object to remove (a rough mask or one clicked pixel), "
+                "as 'hint' beside 'image' (datalist entry, or MONAI Label request parameter; see docs/README.md)"
+            )
+        return dict(data)
 
 
 def tissue_classes(image: np.ndarray, region: np.ndarray | None = None, classes: int = 3) -> np.ndarray:
