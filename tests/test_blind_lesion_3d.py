@@ -312,7 +312,7 @@ def _tiny_inference(tmp_path, *names, **overrides) -> ConfigParser:
             "allow_random_weights": True,
             "network_def#filters": 2,
             "network_def#levels": 2,
-            "preprocessing_options": {**options, "check_modality": False},
+            "preprocessing_options": {**parser["preprocessing_options"], **options, "check_modality": False},
             **overrides,
         }
     )
