@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..losses.utils import check_binary_mask, pack_mask
+from ..losses.utils import pack_mask
+from ..transforms.network_input import concat_masked_input, fill_hole
 
 __all__ = ["INPUT_MODES", "MaskedInput", "prepare_inpainting_batch", "InpaintingBatchPreparer"]
 
@@ -63,11 +64,10 @@ class MaskedInput:
         if missing:
             raise KeyError(f"batch lacks {missing}; it has {list(batch)}.")
         image, mask = batch[self.image_key], batch[self.mask_key]
-        check_binary_mask(mask)
-        masked = image * (1 - mask) + self.fill_value * mask
         extras = [batch[k] for k in self.extra_keys]
         if self.mode == "concat":
-            return (torch.cat([masked, mask.to(masked.dtype), *extras], dim=1),)
+            return (concat_masked_input(image, mask, extras, self.fill_value),)
+        masked = fill_hole(image, mask, self.fill_value)
         if self.mode == "masked_image":
             return (masked, *extras)
         return (masked, mask, *extras)

@@ -12,15 +12,33 @@ from monai.transforms import MapTransform
 
 from common.losses.utils import check_binary_mask
 
-__all__ = ["MaskedInputd"]
+__all__ = ["MaskedInputd", "concat_masked_input", "fill_hole"]
+
+
+def fill_hole(image: torch.Tensor, mask: torch.Tensor, fill_value: float = 0.0) -> torch.Tensor:
+    """The image with its hole (mask 1) set to ``fill_value``; the mask must be binary."""
+    check_binary_mask(mask)
+    return image * (1 - mask) + fill_value * mask
+
+
+def concat_masked_input(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    extras: Sequence[torch.Tensor] = (),
+    fill_value: float = 0.0,
+    dim: int = 1,
+) -> torch.Tensor:
+    """``cat([fill_hole(image, mask), mask, *extras], dim)``: the "concat" input of the inpainting networks, one
+    definition for batches (training, :class:`common.engines.MaskedInput`) and samples (:class:`MaskedInputd`)."""
+    return torch.cat([fill_hole(image, mask, fill_value), mask.to(image.dtype), *extras], dim=dim)
 
 
 class MaskedInputd(MapTransform):
     """Write ``cat([image * (1 - mask) + fill_value * mask, mask, *extras])`` (channel dim) under ``output_key``.
 
-    The per-sample twin of :class:`common.engines.MaskedInput` in ``"concat"`` mode (same channel order and hole
-    fill), so a network trained on batches built by ``InpaintingBatchPreparer(mode="concat")`` gets the same
-    input at inference. ``keys`` is the image (one key); the sources are left as they are unless ``output_key``
+    Built by :func:`concat_masked_input` like :class:`common.engines.MaskedInput` in ``"concat"`` mode, so a
+    network trained on batches built by ``InpaintingBatchPreparer(mode="concat")`` gets the same input at
+    inference. ``keys`` is the image (one key); the sources are left as they are unless ``output_key``
     is one of them (the usual ``"image"`` replaces the image: copy it first where postprocessing needs it).
 
     Args:
@@ -53,13 +71,11 @@ class MaskedInputd(MapTransform):
             raise KeyError(f"the sample lacks {missing}; it has {list(d)}")
         image = torch.as_tensor(d[key])
         mask = torch.as_tensor(d[self.mask_key]).to(image.dtype)
-        check_binary_mask(mask)
-        parts = [mask, *(torch.as_tensor(d[k]).to(image.dtype) for k in self.extra_keys)]
-        for name, part in zip([self.mask_key, *self.extra_keys], parts):
+        extras = [torch.as_tensor(d[k]).to(image.dtype) for k in self.extra_keys]
+        for name, part in zip([self.mask_key, *self.extra_keys], [mask, *extras]):
             if part.shape[1:] != image.shape[1:]:
                 raise ValueError(
                     f"{name!r} has spatial shape {tuple(part.shape[1:])}, the image {tuple(image.shape[1:])}"
                 )
-        masked = image * (1 - mask) + self.fill_value * mask
-        d[self.output_key] = torch.cat([masked, *parts], dim=0)
+        d[self.output_key] = concat_masked_input(image, mask, extras, self.fill_value, dim=0)
         return d
