@@ -4,6 +4,7 @@ from .batch import INPUT_MODES, InpaintingBatchPreparer, MaskedInput, prepare_in
 from .checkpoint import AtomicCheckpointSaver, RNGState
 from .distributed import release_ddp
 from .gan_trainer import DiscriminatorInput, InpaintingGanTrainer, detach_outputs
+from .output_names import RelativeOutputName
 from .state_dict_loader import StateDictLoader, read_state_dict
 from .tensorboard import TensorBoardPanels
 
@@ -15,6 +16,7 @@ __all__ = [
     "InpaintingGanTrainer",
     "MaskedInput",
     "RNGState",
+    "RelativeOutputName",
     "StateDictLoader",
     "TensorBoardPanels",
     "detach_outputs",
@@ -27,7 +29,6 @@ __all__ = [
 from .autoinpainting import (  # noqa: E402
     AutoInpainter,
     AutoInpaintingInferer,
-    RelativeOutputName,
     SliceResult,
     residual_volume,
     segment_residual,
@@ -36,7 +37,6 @@ from .autoinpainting import (  # noqa: E402
 __all__ += [
     "AutoInpainter",
     "AutoInpaintingInferer",
-    "RelativeOutputName",
     "SliceResult",
     "residual_volume",
     "segment_residual",

@@ -34,13 +34,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.data.folder_layout import default_name_formatter
 from monai.inferers import Inferer
 from scipy import ndimage
 
@@ -49,7 +47,6 @@ from ..transforms.masks import sliding_circle_masks
 __all__ = [
     "AutoInpainter",
     "AutoInpaintingInferer",
-    "RelativeOutputName",
     "SliceResult",
     "residual_volume",
     "segment_residual",
@@ -307,19 +304,3 @@ class AutoInpaintingInferer(Inferer):
             stacked = MetaTensor(stacked)
             stacked.copy_meta_from(inputs)
         return stacked
-
-
-class RelativeOutputName:
-    """``output_name_formatter`` for MONAI ``SaveImage(d)`` (with ``data_root_dir=data_root_dir``): an input
-    under ``data_root_dir`` keeps its sub-folders in the output folder, so slices with the same file name from
-    different subjects (``sub-008/slices/z050.nii.gz``, ``sub-009/slices/z050.nii.gz``) do not overwrite each
-    other; any other input is written under its bare name, as MONAI's default does."""
-
-    def __init__(self, data_root_dir: str | Path) -> None:
-        self.root = Path(data_root_dir).resolve()
-
-    def __call__(self, metadict: dict, saver) -> dict:
-        kwargs = default_name_formatter(metadict, saver)
-        source = Path(kwargs["subject"]).resolve()
-        kwargs["subject"] = str(source) if source.is_relative_to(self.root) else source.name
-        return kwargs
