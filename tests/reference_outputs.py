@@ -1,0 +1,73 @@
+"""Saved outputs of each bundle's shipped weights, so a refactor can prove it changed no answer.
+
+``python tests/reference_outputs.py`` runs every bundle's ``inference.json`` on the first entry of its default
+datalist (the sample cohort, seed 0) and writes ``tests/data/reference_outputs/<bundle>.npz``; the test
+``test_reference_outputs.py`` runs the same command and compares within 1e-5. Regenerate only when a change is
+meant to change the answers (new weights, a fixed bug), and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import REPO, bundle_scripts, find_bundles, run_bundle  # noqa: E402
+
+REFERENCE_DIR = REPO / "tests" / "data" / "reference_outputs"
+VOLUME_STRIDE = 3  # 3-D outputs are stored every 3rd voxel: small files, still thousands of checked voxels
+
+
+def first_datalist_entry(bundle: Path) -> dict:
+    """The first record of ``inference.json``'s default ``datalist`` (the sample cohort's first test case)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(bundle)})
+    with bundle_scripts(bundle):
+        return dict(parser.get_parsed_content("datalist")[0])
+
+
+def inference_outputs(bundle: Path, output_dir: Path) -> dict[str, np.ndarray]:
+    """Run ``bundle``'s inference on its first default datalist entry; every NIfTI it writes, by relative path."""
+    run_bundle(
+        [
+            "run",
+            "--config_file",
+            str(bundle / "configs" / "inference.json"),
+            "--bundle_root",
+            str(bundle),
+            "--output_dir",
+            str(output_dir),
+            "--datalist",
+            repr([first_datalist_entry(bundle)]),
+        ],
+        cwd=REPO,
+    )
+    arrays = {}
+    for path in sorted(output_dir.rglob("*.nii*")):
+        data = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+        if data.ndim == 3 and min(data.shape) > 1:
+            data = data[::VOLUME_STRIDE, ::VOLUME_STRIDE, ::VOLUME_STRIDE]
+        arrays[path.relative_to(output_dir).as_posix()] = data
+    if not arrays:
+        raise AssertionError(f"{bundle.name}: inference wrote no NIfTI file under {output_dir}")
+    return arrays
+
+
+def main() -> None:
+    REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
+    for bundle in find_bundles():
+        with tempfile.TemporaryDirectory() as tmp:
+            arrays = inference_outputs(bundle, Path(tmp))
+        np.savez_compressed(REFERENCE_DIR / f"{bundle.name}.npz", **arrays)
+        print(bundle.name, {k: v.shape for k, v in arrays.items()})
+
+
+if __name__ == "__main__":
+    main()
