@@ -5,7 +5,6 @@ See docs/bundle_conventions.md for what a bundle must provide.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -92,7 +91,7 @@ def state_dict_shapes(bundle: Path, *configs: str) -> dict[str, tuple[int, ...]]
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / name) for name in configs])
     parser.update({"bundle_root": str(bundle)})
-    with bundle_scripts(bundle), torch.device("meta"):
+    with torch.device("meta"):
         network = parser.get_parsed_content("network_def")
     return {name: tuple(value.shape) for name, value in network.state_dict().items()}
 
@@ -113,24 +112,6 @@ def tensorboard_tags(log_dir: Path) -> tuple[set[str], set[str]]:
 def find_bundles(root: Path = REPO / "bundles") -> list[Path]:
     """Every folder of ``bundles/`` that has a ``configs`` folder: new bundles are picked up automatically."""
     return sorted(p for p in root.iterdir() if (p / "configs").is_dir()) if root.is_dir() else []
-
-
-def _scripts_modules() -> list[str]:
-    return [name for name in sys.modules if name == "scripts" or name.startswith("scripts.")]
-
-
-@contextlib.contextmanager
-def bundle_scripts(bundle: Path):
-    """Make ``import scripts`` find ``bundle``'s own package for the duration (and restore what was there)."""
-    saved = {name: sys.modules.pop(name) for name in _scripts_modules()}
-    sys.path.insert(0, str(bundle))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(bundle))
-        for name in _scripts_modules():
-            del sys.modules[name]
-        sys.modules.update(saved)
 
 
 def config_list(*paths: Path) -> str:
@@ -196,3 +177,19 @@ def spatial_geometry(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
     while len(shape) > 2 and shape[-1] == 1:
         shape = shape[:-1]
     return shape, np.asarray(image.affine)
+
+
+def run_inference_in_process(bundle: Path, output_dir: Path, datalist: list[dict] | None = None) -> None:
+    """Run ``bundle``'s ``inference.json`` in this process (as MONAI Label or a notebook would), optionally on
+    ``datalist`` instead of its default one."""
+    from monai.bundle import ConfigWorkflow
+
+    overrides = {"bundle_root": str(bundle), "output_dir": str(output_dir)}
+    if datalist is not None:
+        overrides["datalist"] = datalist
+    workflow = ConfigWorkflow(
+        config_file=str(bundle / "configs" / "inference.json"), workflow_type="infer", **overrides
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()

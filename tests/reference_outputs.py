@@ -1,8 +1,8 @@
 """Saved outputs of each bundle's shipped weights, so a refactor can prove it changed no answer.
 
 ``python tests/reference_outputs.py`` runs every bundle's ``inference.json`` on the first entry of its default
-datalist (the sample cohort, seed 0) and writes ``tests/data/reference_outputs/<bundle>.npz``; the test
-``test_reference_outputs.py`` runs the same command and compares within 1e-5. Regenerate only when a change is
+datalist (the sample cohort, seed 0), all in one process, and writes ``tests/data/reference_outputs/<bundle>.npz``;
+``test_reference_outputs.py`` does the same and compares within 1e-5. Regenerate only when a change is
 meant to change the answers (new weights, a fixed bug), and say so in the commit.
 """
 
@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import REPO, bundle_scripts, find_bundles, run_bundle  # noqa: E402
+from harness import REPO, find_bundles, run_inference_in_process  # noqa: E402
 
 REFERENCE_DIR = REPO / "tests" / "data" / "reference_outputs"
 VOLUME_STRIDE = 3  # 3-D outputs are stored every 3rd voxel: small files, still thousands of checked voxels
@@ -29,26 +29,12 @@ def first_datalist_entry(bundle: Path) -> dict:
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser.update({"bundle_root": str(bundle)})
-    with bundle_scripts(bundle):
-        return dict(parser.get_parsed_content("datalist")[0])
+    return dict(parser.get_parsed_content("datalist")[0])
 
 
 def inference_outputs(bundle: Path, output_dir: Path) -> dict[str, np.ndarray]:
     """Run ``bundle``'s inference on its first default datalist entry; every NIfTI it writes, by relative path."""
-    run_bundle(
-        [
-            "run",
-            "--config_file",
-            str(bundle / "configs" / "inference.json"),
-            "--bundle_root",
-            str(bundle),
-            "--output_dir",
-            str(output_dir),
-            "--datalist",
-            repr([first_datalist_entry(bundle)]),
-        ],
-        cwd=REPO,
-    )
+    run_inference_in_process(bundle, output_dir, [first_datalist_entry(bundle)])
     arrays = {}
     for path in sorted(output_dir.rglob("*.nii*")):
         data = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)

@@ -3,7 +3,6 @@ configs. The end-to-end CPU quick run is a slow test."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,25 +14,13 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
+from common.bundle_scripts import load_bundle_scripts
+
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "blind_lesion_inpainting_3d"
 CONFIGS = BUNDLE / "configs"
 
 
-def _load_scripts():
-    """The bundle's ``scripts`` package under a unique name (other bundles have a ``scripts`` package too)."""
-    name = "blind_lesion_inpainting_3d_scripts"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-scripts = _load_scripts()
+scripts = load_bundle_scripts(BUNDLE)
 
 
 def _write(path: Path, array: np.ndarray) -> str:

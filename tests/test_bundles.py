@@ -17,7 +17,6 @@ from harness import (
     REQUIRED_FILES,
     SCHEMA,
     TRAIN_IDS,
-    bundle_scripts,
     config_list,
     find_bundles,
     random_weights_overrides,
@@ -34,18 +33,6 @@ from common.zoo import MAX_FILE_BYTES, ZOO_REQUIRED_FILES, zoo_problems
 
 BUNDLES = find_bundles()
 bundle_params = pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
-
-
-@pytest.fixture(autouse=True)
-def own_scripts_package(request):
-    """Each bundle has its own top-level ``scripts`` package (the model-zoo convention): parsing several bundles
-    in one process must import each bundle's own, as a fresh process would."""
-    bundle = getattr(request.node, "callspec", None) and request.node.callspec.params.get("bundle")
-    if bundle is None:
-        yield
-        return
-    with bundle_scripts(bundle):
-        yield
 
 
 def parser_for(bundle, *names, **overrides):

@@ -2,6 +2,7 @@
 
 import nibabel as nib
 import numpy as np
+import pytest
 from harness import find_bundles, spatial_geometry, write_dicom_series
 from monai.transforms import LoadImage
 
@@ -42,14 +43,21 @@ def test_a_2d_image_becomes_a_one_slice_series(tmp_path):
 
 
 def test_each_bundle_imports_its_own_scripts_package(tmp_path):
-    import importlib
+    from common.bundle_scripts import load_bundle_scripts
 
-    from harness import bundle_scripts
+    def make_bundle(root, name):
+        (root / "scripts").mkdir(parents=True)
+        (root / "scripts" / "__init__.py").write_text(f"from . import part\nNAME = {name!r}\n", encoding="utf-8")
+        (root / "scripts" / "part.py").write_text(f"PART = {name!r}\n", encoding="utf-8")
 
     for name in ("first", "second"):
-        (tmp_path / name / "scripts").mkdir(parents=True)
-        (tmp_path / name / "scripts" / "__init__.py").write_text(f"NAME = {name!r}\n", encoding="utf-8")
-    for name in ("first", "second", "first"):
-        with bundle_scripts(tmp_path / name):
-            assert importlib.import_module("scripts").NAME == name
-    assert str(tmp_path / "first") not in __import__("sys").path
+        make_bundle(tmp_path / name, name)
+    make_bundle(tmp_path / "elsewhere" / "first", "other copy")
+    loaded = [load_bundle_scripts(tmp_path / n) for n in ("first", "second", "elsewhere/first", "first")]
+    assert [m.NAME for m in loaded] == ["first", "second", "other copy", "first"]
+    assert [m.part.PART for m in loaded] == ["first", "second", "other copy", "first"]
+    assert loaded[0] is loaded[3]  # imported once per folder
+    assert len({m.__name__ for m in loaded}) == 3
+    assert "scripts" not in __import__("sys").modules
+    with pytest.raises(FileNotFoundError, match="bundle_root"):
+        load_bundle_scripts(tmp_path)

@@ -1,7 +1,6 @@
 """Bundle-specific code of bundles/ipa_medgan: discriminators, style loss, mask banks, transforms, GAN training
 and resume, evaluation metrics."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,25 +12,13 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.handlers import CheckpointLoader
 
+from common.bundle_scripts import load_bundle_scripts
 from common.transforms import DropTrailingSingletond
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "ipa_medgan"
 
 
-def _load_scripts():
-    """The bundle's ``scripts`` package under a unique name (other bundles also have a ``scripts`` package)."""
-    name = "ipa_medgan_scripts"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, BUNDLE / "scripts" / "__init__.py", submodule_search_locations=[str(BUNDLE / "scripts")]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-scripts = _load_scripts()
+scripts = load_bundle_scripts(BUNDLE)
 
 
 # ---------------------------------------------------------------------------------------------- discriminators

@@ -34,7 +34,7 @@ import monai.bundle
 import numpy as np
 import pytest
 import torch
-from harness import bundle_scripts, find_bundles
+from harness import find_bundles
 from monai.bundle import ConfigParser
 from monai.inferers import SimpleInferer
 from monai.transforms import Compose, LoadImage, LoadImaged, SaveImaged, apply_transform
@@ -71,26 +71,25 @@ def monailabel_infer(bundle, weights, request, device="cpu"):
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser.config.update({"bundle_root": str(bundle)})
     parser.config.update({"device": device})
-    with bundle_scripts(bundle):
-        network = copy.deepcopy(parser.get_parsed_content("network_def", instantiate=True)).to(device)
-        checkpoint = torch.load(weights, map_location=device, weights_only=True)
-        network.load_state_dict(checkpoint.get("model", checkpoint), strict=True)
-        network.eval()
-        data = dict(request)
-        for transform in transforms_of(parser, "preprocessing"):
-            missing = [k for k in transform.keys if k not in data] if isinstance(transform, LoadImaged) else []
-            if missing:
-                raise KeyError(f"MONAI Label's LoadImageTensord reads every key of {transform}: missing {missing}")
+    network = copy.deepcopy(parser.get_parsed_content("network_def", instantiate=True)).to(device)
+    checkpoint = torch.load(weights, map_location=device, weights_only=True)
+    network.load_state_dict(checkpoint.get("model", checkpoint), strict=True)
+    network.eval()
+    data = dict(request)
+    for transform in transforms_of(parser, "preprocessing"):
+        missing = [k for k in transform.keys if k not in data] if isinstance(transform, LoadImaged) else []
+        if missing:
+            raise KeyError(f"MONAI Label's LoadImageTensord reads every key of {transform}: missing {missing}")
+        data = apply_transform(transform, data)
+    inferer = parser.get_parsed_content("inferer", instantiate=True) if "inferer" in parser else SimpleInferer()
+    inputs = data["image"]
+    inputs = (inputs if torch.is_tensor(inputs) else torch.from_numpy(inputs))[None].to(device)
+    with torch.no_grad():
+        outputs = inferer(inputs, network)
+    data["pred"] = outputs[0]
+    for transform in transforms_of(parser, "postprocessing"):
+        if not isinstance(transform, SaveImaged):
             data = apply_transform(transform, data)
-        inferer = parser.get_parsed_content("inferer", instantiate=True) if "inferer" in parser else SimpleInferer()
-        inputs = data["image"]
-        inputs = (inputs if torch.is_tensor(inputs) else torch.from_numpy(inputs))[None].to(device)
-        with torch.no_grad():
-            outputs = inferer(inputs, network)
-        data["pred"] = outputs[0]
-        for transform in transforms_of(parser, "postprocessing"):
-            if not isinstance(transform, SaveImaged):
-                data = apply_transform(transform, data)
     return data
 
 
@@ -102,8 +101,7 @@ def weights_for(bundle, tmp_path, *configs):
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / c) for c in configs])
     parser.update({"bundle_root": str(bundle)})
-    with bundle_scripts(bundle):
-        state = parser.get_parsed_content("network_def").state_dict()
+    state = parser.get_parsed_content("network_def").state_dict()
     stand_in = tmp_path / "stand_in_model.pt"
     torch.save(state, stand_in)
     return stand_in
@@ -114,8 +112,7 @@ def first_request(bundle):
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser.update({"bundle_root": str(bundle)})
-    with bundle_scripts(bundle):
-        return dict(parser.get_parsed_content("datalist")[0])
+    return dict(parser.get_parsed_content("datalist")[0])
 
 
 @per_bundle()
@@ -150,16 +147,15 @@ def test_monailabel_answer_equals_the_bundle_inference(bundle, image_only, tmp_p
     weights = weights_for(bundle, tmp_path, "inference.json")
     answer = torch.as_tensor(monailabel_infer(bundle, weights, request)["pred"]).detach().cpu().numpy()
     _, key_pred, _ = first_io(bundle)
-    with bundle_scripts(bundle):
-        monai.bundle.run(
-            run_id="run",
-            config_file=str(bundle / "configs" / "inference.json"),
-            bundle_root=str(bundle),
-            output_dir=str(tmp_path / "bundle_run"),
-            datalist=[request],
-            checkpoint=str(weights),
-            device=torch.device("cpu"),
-        )
+    monai.bundle.run(
+        run_id="run",
+        config_file=str(bundle / "configs" / "inference.json"),
+        bundle_root=str(bundle),
+        output_dir=str(tmp_path / "bundle_run"),
+        datalist=[request],
+        checkpoint=str(weights),
+        device=torch.device("cpu"),
+    )
     (written,) = (tmp_path / "bundle_run").rglob(f"*_{key_pred}.nii.gz")
     expected = LoadImage(image_only=True)(str(written)).numpy()
     assert answer.size == expected.size and len(np.unique(expected)) > 1, "compare a non-trivial answer"
@@ -182,9 +178,8 @@ def test_monailabel_train_path_runs_one_epoch(bundle, tmp_path):
     if not [h for h in train_handlers if h.get("_target_") == "CheckpointLoader"]:
         loader = {"_target_": "CheckpointLoader", "load_path": str(model_pytorch), "load_dict": {"model": "$@network"}}
         train_handlers.insert(0, {**loader, "strict": False})
-    with bundle_scripts(copy_root):
-        train = parser.get_parsed_content("train#datalist")[:2]
-        validate = parser.get_parsed_content("validate#datalist")[:1]
+    train = parser.get_parsed_content("train#datalist")[:2]
+    validate = parser.get_parsed_content("validate#datalist")[:1]
     before = {p.resolve() for p in copy_root.rglob("*.pt")}
     overrides = {
         "bundle_root": str(copy_root),
@@ -194,14 +189,13 @@ def test_monailabel_train_path_runs_one_epoch(bundle, tmp_path):
         "train#handlers": train_handlers,
         "validate#dataset#data": validate,
     }
-    with bundle_scripts(copy_root):
-        monai.bundle.run(
-            run_id="run",
-            init_id=None,
-            final_id=None,
-            meta_file=str(copy_root / "configs" / "metadata.json"),
-            config_file=configs,
-            **overrides,
-        )
+    monai.bundle.run(
+        run_id="run",
+        init_id=None,
+        final_id=None,
+        meta_file=str(copy_root / "configs" / "metadata.json"),
+        config_file=configs,
+        **overrides,
+    )
     written = {p.resolve() for p in copy_root.rglob("*.pt")} - before
     assert written, "MONAI Label's training run wrote no checkpoint"

@@ -1,8 +1,8 @@
 """shape_aware_mask_inpainting bundle: input handling, evaluation protocol (fixed masks, RoI), a 2-iteration
 GAN training with the bundle's own config, and the inference round trip (NIfTI and PNG, bad inputs)."""
 
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -12,10 +12,12 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "shape_aware_mask_inpainting"
-sys.path.insert(0, str(BUNDLE))
+from common.bundle_scripts import load_bundle_scripts
 
-from scripts import evaluation, transforms  # noqa: E402
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "shape_aware_mask_inpainting"
+
+scripts = load_bundle_scripts(BUNDLE)
+evaluation, transforms = scripts.evaluation, scripts.transforms
 
 
 def brain_like(size=64):
@@ -210,7 +212,7 @@ def test_lpips_without_local_weights_is_n_a_with_a_message_naming_the_file(tmp_p
 
 
 def test_reproduce_tables_trains_each_variant_once_and_writes_the_papers_layout(tmp_path, monkeypatch):
-    from scripts import reproduce_tables
+    reproduce_tables = importlib.import_module(f"{scripts.__name__}.reproduce_tables")
 
     trained = []
 
@@ -226,8 +228,8 @@ def test_reproduce_tables_trains_each_variant_once_and_writes_the_papers_layout(
 
     panels = {}
     monkeypatch.setattr(reproduce_tables, "train_and_evaluate", fake_train)
-    monkeypatch.setattr(  # the module main() imports (the scripts package in sys.modules during this test)
-        sys.modules["scripts.evaluation"],
+    monkeypatch.setattr(  # the module main() takes save_panel from
+        evaluation,
         "save_panel",
         lambda path, image, hole, rows: panels.update({path.name: rows}),
     )

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 import torch
 import yaml
-from harness import REPO, SCHEMA, bundle_scripts
+from harness import REPO, SCHEMA
 from monai.bundle import ConfigParser
 
 import common.zoo as zoo
@@ -113,8 +113,7 @@ def test_packed_bundle_runs_its_inference_outside_the_repository(tmp_path):
         parser = ConfigParser()
         parser.read_config(str(source / "configs" / "inference.json"))
         parser.update({"bundle_root": str(source)})
-        with bundle_scripts(source):
-            torch.save(parser.get_parsed_content("network_def").state_dict(), source / "models" / "model.pt")
+        torch.save(parser.get_parsed_content("network_def").state_dict(), source / "models" / "model.pt")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     command = [sys.executable, "-m", "common.zoo", "pack", str(source), "--output", str(tmp_path / "dist")]
     packed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=True)

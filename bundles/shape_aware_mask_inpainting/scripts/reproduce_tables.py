@@ -118,8 +118,11 @@ def main(argv=None) -> None:
                 f"--iterations must be a positive multiple of iterations_per_epoch "
                 f"({per_epoch['iterations_per_epoch']}), got {args.iterations}"
             )
-    sys.path[:0] = [str(BUNDLE), str(REPO)]  # the bundle's scripts and common/, from any cwd
-    from scripts.evaluation import MASK_KINDS, markdown_table, save_panel
+    sys.path.insert(0, str(REPO))  # common/, when run as a file from a clone
+    from common.bundle_scripts import load_bundle_scripts
+
+    evaluation = load_bundle_scripts(BUNDLE).evaluation
+    MASK_KINDS, markdown_table, save_panel = evaluation.MASK_KINDS, evaluation.markdown_table, evaluation.save_panel
 
     root = Path(args.output_dir)
     max_images = None if args.paper_scale else args.max_images
