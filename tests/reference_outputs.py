@@ -46,7 +46,32 @@ def inference_outputs(bundle: Path, output_dir: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def main() -> None:
+def compare_with_reference(bundle: Path, produced: dict[str, np.ndarray]) -> None:
+    """Assert ``produced`` (from :func:`inference_outputs`) equals the saved reference within 1e-5, matching
+    files by name (moving outputs into sub-folders does not hide a change of values)."""
+    reference = np.load(REFERENCE_DIR / f"{bundle.name}.npz")
+    expected = {Path(name).name: reference[name] for name in reference.files}
+    produced = {Path(name).name: array for name, array in produced.items()}
+    assert sorted(produced) == sorted(expected), f"{bundle.name}: {sorted(produced)} != {sorted(expected)}"
+    for name, array in expected.items():
+        assert produced[name].shape == array.shape, f"{bundle.name}: {name}"
+        np.testing.assert_allclose(produced[name], array, rtol=0, atol=1e-5, err_msg=f"{bundle.name}: {name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Regenerate every reference, or with ``--check NAME...`` compare those bundles with theirs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", nargs="+", metavar="BUNDLE", help="compare these bundles, write nothing")
+    args = parser.parse_args(argv)
+    if args.check:
+        for bundle in find_bundles():
+            if bundle.name in args.check:
+                with tempfile.TemporaryDirectory() as tmp:
+                    compare_with_reference(bundle, inference_outputs(bundle, Path(tmp)))
+                print(f"{bundle.name}: same outputs as the reference")
+        return
     REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
     for bundle in find_bundles():
         with tempfile.TemporaryDirectory() as tmp:
