@@ -1,9 +1,9 @@
 """Autoinpainting pipeline speed: candidate circles inpainted in batches vs the naive one-circle-per-pass loop.
 
-Runs the sliding-circle search (common.engines.AutoInpainter) on the sample data's tumour slices with the same
-network, once per batch size, checks that every batch size gives the same inpainted slices, chosen circles and
-masks as the naive loop (batch size 1), and prints slices per second and the Dice of the residual
-segmentation. ``--checkpoint`` loads trained weights (e.g. the bundle's quick-scale model); otherwise the
+Runs the sliding-circle search (AutoInpainter, the autoinpainting bundle's ``scripts/autoinpainting.py``) on
+the sample data's tumour slices with the same network, once per batch size, checks that every batch size gives
+the same inpainted slices, chosen circles and masks as the naive loop (batch size 1), and prints slices per
+second and the Dice of the residual segmentation. ``--checkpoint`` loads trained weights (e.g. the bundle's quick-scale model); otherwise the
 network is seeded random (timings are the same, Dice is meaningless).
 
     python benchmarks/autoinpainting_speed.py --slices 4 --batch-sizes 1 8 32 --threads 1
@@ -21,8 +21,11 @@ import torch
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage, ScaleIntensityRangePercentiles
 
 import common.data
-from common.engines import AutoInpainter, residual_volume, segment_residual
+from common.bundle_scripts import load_bundle_scripts
 from common.networks import GatedUNet
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "autoinpainting_tumor_segmentation"
+autoinpainting = load_bundle_scripts(BUNDLE).autoinpainting
 
 
 def load_slices(count: int) -> list[dict]:
@@ -52,12 +55,17 @@ def dice(prediction: torch.Tensor, truth: torch.Tensor) -> float:
 def run(network, slices, batch_size: int, threshold: float, crop_size=None) -> tuple[tuple, list, float]:
     """(wall-clock and CPU-time slices per second), the results, the mean Dice. CPU time is the robust
     figure on a shared machine (one thread: CPU time = compute)."""
-    search = AutoInpainter(batch_size=batch_size, crop_size=crop_size)
+    search = autoinpainting.AutoInpainter(batch_size=batch_size, crop_size=crop_size)
     start, cpu_start = time.perf_counter(), time.process_time()
     results = [search.inpaint_slice(network, s["image"], s["ooi"]) for s in slices]
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     scores = [
-        dice(segment_residual(residual_volume(s["image"], r.inpainted), threshold), s["label"])
+        dice(
+            autoinpainting.segment_residual(
+                autoinpainting.residual_volume(s["image"], r.inpainted), threshold
+            ),
+            s["label"],
+        )
         for s, r in zip(slices, results)
     ]
     return (len(slices) / elapsed, len(slices) / cpu), results, float(np.mean(scores))

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 VARIANTS = ("plain", "inference_mode", "frozen")
 SHAPE = (1, 1, 182, 218, 182)
@@ -33,7 +34,10 @@ SHAPE = (1, 1, 182, 218, 182)
 def measure(variant: str, threads: int, repeats: int, filters: int) -> dict:
     import torch
 
-    from common.networks import SpaceToDepthUNet3D
+    from common.bundle_scripts import load_bundle_scripts
+
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "blind_lesion_inpainting_3d"
+    SpaceToDepthUNet3D = load_bundle_scripts(bundle).networks.SpaceToDepthUNet3D
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

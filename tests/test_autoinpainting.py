@@ -1,14 +1,22 @@
-"""Autoinpainting search: circle scoring, top-k union, dilation choice, small-component rule, batching, inferer."""
+"""Autoinpainting search: circle scoring, top-k union, dilation choice, small-component rule, batching, inferer;
+the bundle's evaluation route."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from harness import config_list, run_bundle
 from monai.data import MetaTensor
 
-from common.engines import AutoInpainter, AutoInpaintingInferer, residual_volume, segment_residual
+from common.bundle_scripts import load_bundle_scripts
 from common.networks import GatedUNet
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "autoinpainting_tumor_segmentation"
+scripts = load_bundle_scripts(BUNDLE)
+autoinpainting = scripts.autoinpainting
 
 SIZE = 96
 
@@ -51,7 +59,7 @@ def scene():
 
 def test_oracle_inpainter_segments_the_tumour(scene):
     healthy, image, tumour, ooi = scene
-    search = AutoInpainter(radius=12, step=6, batch_size=16)
+    search = autoinpainting.AutoInpainter(radius=12, step=6, batch_size=16)
     result = search.inpaint_slice(Oracle(healthy), image, ooi)
     assert not result.unchanged
     # every kept circle overlaps the tumour, and the best one contains its centre
@@ -63,19 +71,21 @@ def test_oracle_inpainter_segments_the_tumour(scene):
     torch.testing.assert_close(result.inpainted[~inside], image[~inside])
     torch.testing.assert_close(result.inpainted[inside], healthy[inside])
     # the chosen mask covers the tumour, so the residual is exactly the tumour contrast
-    segmentation = segment_residual(residual_volume(image, result.inpainted), 0.1)
+    segmentation = autoinpainting.segment_residual(
+        autoinpainting.residual_volume(image, result.inpainted), 0.1
+    )
     assert torch.equal(segmentation, tumour)
 
 
 def test_growth_rule_keeps_the_larger_mask_only_while_the_residual_grows():
-    search = AutoInpainter(growth_tolerance=0.05)
+    search = autoinpainting.AutoInpainter(growth_tolerance=0.05)
     assert search.choose([10, 20, 20.5, 30]) == 1  # 20.5 <= 1.05 * 20: stop
     assert search.choose([10, 10.4, 30]) == 0  # the first dilation adds < 5 %
     assert search.choose([1, 2, 3, 4, 5, 6]) == 5
 
 
 def test_dilations_are_squares_of_the_configured_widths():
-    search = AutoInpainter(dilation_widths=(3, 7))
+    search = autoinpainting.AutoInpainter(dilation_widths=(3, 7))
     point = torch.zeros(1, 1, 21, 21)
     point[..., 10, 10] = 1
     stack = search.dilate(point)
@@ -88,13 +98,13 @@ def test_residual_smaller_than_min_tumour_disc_returns_the_slice_unchanged(scene
     healthy, _, _, ooi = scene
     small = torch.from_numpy(disc((40, 50), 3))[None]  # area 29 < pi * 6^2 = 113
     image = healthy + 0.5 * small
-    result = AutoInpainter(radius=12, step=6).inpaint_slice(Oracle(healthy), image, ooi)
+    result = autoinpainting.AutoInpainter(radius=12, step=6).inpaint_slice(Oracle(healthy), image, ooi)
     assert small.sum() < math.pi * 36
     assert result.unchanged
     assert torch.equal(result.inpainted, image) and result.residual.sum() == 0 and result.mask.sum() == 0
     # with the check disabled, the same slice is segmented
     assert (
-        not AutoInpainter(radius=12, step=6, min_tumour_radius=0)
+        not autoinpainting.AutoInpainter(radius=12, step=6, min_tumour_radius=0)
         .inpaint_slice(Oracle(healthy), image, ooi)
         .unchanged
     )
@@ -104,7 +114,7 @@ def test_ooi_without_grid_points_returns_unchanged(scene):
     healthy, image, _, _ = scene
     ooi = torch.zeros(SIZE, SIZE)
     ooi[1:3, 1:3] = 1  # no multiple of step=15 inside
-    result = AutoInpainter().inpaint_slice(Oracle(healthy), image, ooi)
+    result = autoinpainting.AutoInpainter().inpaint_slice(Oracle(healthy), image, ooi)
     assert result.unchanged and result.chosen == -1 and len(result.circles) == 0
 
 
@@ -114,8 +124,8 @@ def test_circles_are_batched_and_give_the_same_result_as_one_per_pass(scene):
     net = GatedUNet(channels=(4, 8, 8), kernel_sizes=(5, 3, 3)).eval()
     naive = Oracle(torch.zeros(1))  # counting wrapper around the real network
     naive.forward = lambda x: (setattr(naive, "calls", naive.calls + 1), net(x))[1]
-    batched = AutoInpainter(radius=12, step=12, batch_size=64, min_tumour_radius=0)
-    one = AutoInpainter(radius=12, step=12, batch_size=1, min_tumour_radius=0)
+    batched = autoinpainting.AutoInpainter(radius=12, step=12, batch_size=64, min_tumour_radius=0)
+    one = autoinpainting.AutoInpainter(radius=12, step=12, batch_size=1, min_tumour_radius=0)
     a = batched.inpaint_slice(net, image, ooi)
     b = one.inpaint_slice(naive, image, ooi)
     n = len(a.circles)
@@ -128,9 +138,11 @@ def test_circles_are_batched_and_give_the_same_result_as_one_per_pass(scene):
 def test_residual_volume_scales_both_with_the_input_range():
     images = torch.tensor([[[0.0, 10.0], [5.0, 5.0]]])
     inpainted = torch.tensor([[[0.0, 10.0], [2.0, 5.0]]])
-    np.testing.assert_allclose(residual_volume(images, inpainted).numpy(), [[[0, 0], [0.3, 0]]], atol=1e-6)
+    np.testing.assert_allclose(
+        autoinpainting.residual_volume(images, inpainted).numpy(), [[[0, 0], [0.3, 0]]], atol=1e-6
+    )
     with pytest.raises(ValueError, match="shape"):
-        residual_volume(images, inpainted[..., :1])
+        autoinpainting.residual_volume(images, inpainted[..., :1])
 
 
 def test_inferer_outputs_segmentation_residual_inpainted_with_metadata(scene):
@@ -138,7 +150,7 @@ def test_inferer_outputs_segmentation_residual_inpainted_with_metadata(scene):
     healthy, image, tumour, ooi = scene
     affine = torch.diag(torch.tensor([2.0, 2.0, 1.0, 1.0]))
     batch = MetaTensor(torch.cat([image, ooi[None]])[None], affine=affine)
-    inferer = AutoInpaintingInferer(threshold=0.1, radius=12, step=6)
+    inferer = autoinpainting.AutoInpaintingInferer(threshold=0.1, radius=12, step=6)
     out = inferer(batch, Oracle(healthy))
     assert out.shape == (1, 3, SIZE, SIZE)
     assert isinstance(out, MetaTensor)
@@ -153,13 +165,24 @@ def test_inferer_outputs_segmentation_residual_inpainted_with_metadata(scene):
         inferer(torch.cat([image, image])[None], Oracle(healthy))
 
 
+def test_split_inferer_output_into_segmentation_residual_and_inpainted():
+    """Channel 0 and 1 become channel-less (H, W) maps for SaveImaged; the C inpainted channels stay an image."""
+    output = MetaTensor(torch.arange(16, dtype=torch.float32).reshape(4, 2, 2))
+    d = autoinpainting.SplitInfererOutputd("pred")({"pred": output})
+    assert [tuple(d[k].shape) for k in ("pred", "residual", "inpainted")] == [(1, 2, 2), (1, 2, 2), (2, 2, 2)]
+    assert torch.equal(d["residual"].as_tensor(), output[1:2].as_tensor())
+    assert torch.equal(d["inpainted"].as_tensor(), output[2:].as_tensor())
+    assert all(math.isnan(d[k].meta["original_channel_dim"]) for k in ("pred", "residual"))
+    assert "original_channel_dim" not in d["inpainted"].meta
+
+
 def test_bad_search_arguments_raise():
     with pytest.raises(ValueError, match="odd"):
-        AutoInpainter(dilation_widths=(6,))
+        autoinpainting.AutoInpainter(dilation_widths=(6,))
     with pytest.raises(ValueError, match="radius"):
-        AutoInpainter(radius=0)
+        autoinpainting.AutoInpainter(radius=0)
     with pytest.raises(ValueError, match="NaN"):
-        AutoInpainter().inpaint_slice(
+        autoinpainting.AutoInpainter().inpaint_slice(
             Oracle(torch.zeros(1, 4, 4)), torch.full((1, 4, 4), float("nan")), torch.ones(4, 4)
         )
 
@@ -167,14 +190,14 @@ def test_bad_search_arguments_raise():
 def test_crop_scoring_finds_the_same_circles_with_an_oracle(scene):
     """With a context-free (oracle) inpainter, scoring circles on crops gives exactly the full-slice scores."""
     healthy, image, _, ooi = scene
-    full = AutoInpainter(radius=12, step=6).inpaint_slice(Oracle(healthy), image, ooi)
+    full = autoinpainting.AutoInpainter(radius=12, step=6).inpaint_slice(Oracle(healthy), image, ooi)
     oracle = Oracle(torch.tensor(0.3))  # broadcasts to any crop size
     oracle.forward = lambda x: torch.full_like(x[:, :1], 0.3)
-    cropped = AutoInpainter(radius=12, step=6, crop_size=32).inpaint_slice(oracle, image, ooi)
+    cropped = autoinpainting.AutoInpainter(radius=12, step=6, crop_size=32).inpaint_slice(oracle, image, ooi)
     np.testing.assert_allclose(cropped.scores, full.scores, rtol=1e-5)
     torch.testing.assert_close(cropped.inpainted, full.inpainted)
     with pytest.raises(ValueError, match="diameter"):
-        AutoInpainter(radius=12, crop_size=24)
+        autoinpainting.AutoInpainter(radius=12, crop_size=24)
 
 
 def test_outputs_keep_the_subject_folders_so_equal_slice_names_do_not_overwrite(tmp_path):
@@ -201,3 +224,33 @@ def test_outputs_keep_the_subject_folders_so_equal_slice_names_do_not_overwrite(
         )(image)
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.nii.gz"))
     assert written == ["sub-1/slices/z050_pred.nii.gz", "sub-2/slices/z050_pred.nii.gz", "z050_pred.nii.gz"]
+
+
+def test_tumour_slices_keep_the_tumour_slices_under_common_keys(tmp_path):
+    """The segmentation datalist: slices with a tumour, the datalist's keys renamed to image/label/ooi."""
+    files = {"image_tumour": "z3.nii", "label_tumour": "l", "brain": "b"}
+    entries = [{"subject": "p1", "slice_z": z, **files, "tumour_pixels": n} for z, n in ((3, 9), (4, 0))]
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": entries}), encoding="utf-8")
+    [entry] = scripts.evaluation.tumour_slices(str(tmp_path / "datalist.json"), ["test"])
+    assert entry["slice_z"] == 3 and Path(entry["image"]).name == "z3.nii"
+    assert (entry["label"], entry["ooi"]) == ("l", "b")
+
+
+def test_evaluate_reports_every_metric_from_the_checkpoint_without_the_training_setup(tmp_path):
+    """evaluate.json needs only ``checkpoint``: the training loss's VGG (here a missing file) is never built, and
+    no models/ or tensorboard/ folder is created."""
+    out, missing_vgg = tmp_path / "eval", str(tmp_path / "missing_vgg16.pth")
+    configs = config_list(*(BUNDLE / "configs" / n for n in ("train.json", "quick.json", "evaluate.json")))
+    run_bundle(
+        ["run", "evaluating", "--config_file", configs, "--bundle_root", str(BUNDLE)]
+        + ["--output_dir", str(out), "--checkpoint", str(BUNDLE / "models" / "model.pt")]
+        + ["--loss_weights#perceptual", "0.2", "--pretrained", "True", "--vgg_weights_path", missing_vgg]
+        + ["--validate#dataset#data", "$@validate#datalist[:1]", "--search#step", "60"]
+        + ["--segmentation_datalist", "$@scripts.evaluation.tumour_slices(@datalist_file, ['test'])[:1]"],
+        cwd=tmp_path,
+    )
+    metrics = dict(line.split(",") for line in (out / "metrics.csv").read_text(encoding="utf-8").splitlines())
+    assert set(metrics) == {"val_psnr", "val_psnr_hole", "val_ssim", "val_mse_255"}
+    report = json.loads((out / "segmentation_GconvLap.json").read_text(encoding="utf-8"))
+    assert set(report["mean"]) == {"dice", "precision", "recall", "dice_best"}
+    assert not [p for p in tmp_path.rglob("*") if p.name in ("models", "tensorboard")]

@@ -1,5 +1,5 @@
-"""Bundle `blind_lesion_inpainting_3d`: its scripts (lesion bank, metrics, tissue classifier, blind targets) and
-configs. The end-to-end CPU quick run is a slow test."""
+"""Bundle `blind_lesion_inpainting_3d`: its scripts (lesion bank, evaluation metrics, tissue classifier, blind
+targets) and configs. The end-to-end CPU quick run is a slow test."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import monai.bundle
 import nibabel as nib
 import numpy as np
 import pytest
@@ -71,23 +72,27 @@ def test_lesion_bank_rejects_other_geometry_and_empty_banks(bank, tmp_path):
 
 
 def test_psnr_pearson_and_dice_against_hand_values():
+    """The paper's whole-volume PSNR takes the truth's own maximum as the peak (common.metrics.PSNRMetric with
+    max_val=None, also the validation key metric); Dice is 1 for two empty maps."""
+    evaluation = scripts.evaluation
     target = np.zeros((4, 4, 4))
     target[0, 0, 0] = 2.0  # max 2
     pred = target.copy()
     pred[1, 1, 1] = 0.5  # one error of 0.5 over 64 voxels: RMSE = 0.5 / 8
-    assert scripts.metrics.psnr(pred, target) == pytest.approx(20 * np.log10(2.0 / (0.5 / 8)))
-    assert scripts.metrics.psnr(target, target) == float("inf")
-    x = np.arange(10.0)
-    assert scripts.metrics.pearson(3 * x + 1, x) == pytest.approx(1.0)
-    assert scripts.metrics.pearson(-x, x) == pytest.approx(-1.0)
+    assert evaluation.volume_psnr(pred, target) == pytest.approx(20 * np.log10(2.0 / (0.5 / 8)))
+    assert evaluation.volume_psnr(target, target) == float("inf")
+    x = np.arange(10.0)[:, None, None]
+    assert evaluation.volume_pearson(3 * x + 1, x) == pytest.approx(1.0)
+    assert evaluation.volume_pearson(-x, x) == pytest.approx(-1.0)
     a, b = np.zeros(10, bool), np.zeros(10, bool)
     a[:4], b[2:6] = True, True
-    assert scripts.metrics.dice(a, b) == pytest.approx(2 * 2 / 8)
+    assert evaluation.dice(a, b) == pytest.approx(2 * 2 / 8)
+    assert evaluation.dice(np.zeros(4, bool), np.zeros(4, bool)) == 1.0
     with pytest.raises(ValueError, match="shape"):
-        scripts.metrics.psnr(np.zeros(3), np.zeros(4))
-    metric = scripts.metrics.VolumePSNR()
+        evaluation.volume_psnr(np.zeros((3, 3, 3)), np.zeros((3, 3, 4)))
+    metric = _parser("train.json").get_parsed_content("validate#key_metric#val_psnr#metric_fn")
     metric(torch.from_numpy(pred)[None, None], torch.from_numpy(target)[None, None])
-    assert metric.aggregate().item() == pytest.approx(20 * np.log10(32))
+    assert metric.aggregate().item() == pytest.approx(20 * np.log10(32), rel=1e-6)
 
 
 def test_gmm_tissue_classes_recover_three_intensity_classes():
@@ -146,6 +151,9 @@ def test_configs_define_both_stages_and_paper_defaults():
     assert stage1["ckpt_name"] == "model_nonblind.pt" and stage1["fill_value"] == -1.0
     stage2 = _parser("train.json", "blind.json")
     assert stage2["stage"] == "blind" and stage2["ckpt_name"] == "model.pt"
+    # stage 1 starts from scratch, stage 2 from the stage-1 weights (loaded once, by train#handlers)
+    assert stage1["resume_from"] is None
+    assert stage2.get_parsed_content("resume_from") == stage2.get_parsed_content("nonblind_checkpoint")
     quick = _parser("train.json", "blind.json", "quick.json")
     assert quick["filters"] == 8 and quick["max_epochs"] <= 2
     assert quick["stage"] == "blind"  # quick.json leaves the stage alone
@@ -170,6 +178,42 @@ def test_configs_define_both_stages_and_paper_defaults():
     )  # the paper's bank; CPU quick run
     evaluate = _parser("train.json", "evaluate.json")
     assert "evaluating" in evaluate
+
+
+def test_threshold_candidates_are_0_05_to_1_in_steps_of_0_05():
+    sweep = _parser("train.json", "evaluate.json")["threshold_sweep"]
+    bounds = {k: sweep[k] for k in ("start", "stop", "step")}
+    candidates = scripts.evaluation.ThresholdSweep(None, "", [{}], "", {}, **bounds).thresholds
+    assert candidates == [round(0.05 * i, 2) for i in range(1, 21)]
+
+
+def test_evaluation_needs_only_the_checkpoints_and_builds_no_training_setup(tmp_path):
+    """evaluate.json scores both stages from `checkpoint` / `nonblind_checkpoint` (here a 2-filter network on
+    one test subject) and writes the report; it builds nothing of training: no models/ or tensorboard/ folder."""
+    import common.data
+
+    width = {"network_def#filters": 2, "network_def#levels": 2}
+    parser = _parser("train.json", "quick.json")
+    parser.update(width)
+    network = parser.get_parsed_content("network_def")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("model.pt", "model_nonblind.pt"):
+        torch.save(network.state_dict(), weights / name)
+    output_dir = tmp_path / "eval"
+    monai.bundle.run(
+        "evaluating",
+        config_file=[str(CONFIGS / n) for n in ("train.json", "quick.json", "evaluate.json")],
+        bundle_root=str(BUNDLE),
+        output_dir=str(output_dir),
+        ckpt_dir=str(weights),
+        datalist=common.data.load_datalist("3d", "test")[:1],
+        **width,
+    )
+    summary = json.loads((output_dir / "evaluation.json").read_text(encoding="utf-8"))["summary"]
+    assert {"nonblind_psnr", "blind_psnr_ms", "tissue_dice_inpainted", "abnormal_wm_dice"} <= set(summary)
+    assert (output_dir / "evaluation.md").exists() and (output_dir / "orthogonal_slices.png").exists()
+    assert not (output_dir / "models").exists() and not (output_dir / "tensorboard").exists()
 
 
 def test_network_def_matches_metadata_io():
@@ -207,8 +251,8 @@ def test_quick_training_both_stages_inference_and_evaluation(tmp_path):
             "--config_file",
             evaluate,
             *common_args,
-            "--validate#dataset#data",
-            "$@validate#datalist[:1]",
+            "--datalist",
+            "$monai.data.load_decathlon_datalist(@datalist_file, False, 'test')[:1]",
         ],
         check=True,
     )

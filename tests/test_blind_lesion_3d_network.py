@@ -1,12 +1,22 @@
-"""Space-to-depth 3D U-Net of the blind lesion inpainting bundle (common/networks/unet3d_s2d.py)."""
+"""Space-to-depth 3D U-Net and its deep-supervision loss (blind_lesion_inpainting_3d scripts/networks.py,
+scripts/losses.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from common.losses import InpaintingDeepSupervisionLoss, space_to_depth_target
-from common.networks import SpaceToDepthUNet3D, count_parameters, depth_to_space, space_to_depth
+from common.bundle_scripts import load_bundle_scripts
+
+scripts = load_bundle_scripts(Path(__file__).resolve().parents[1] / "bundles" / "blind_lesion_inpainting_3d")
+SpaceToDepthUNet3D = scripts.networks.SpaceToDepthUNet3D
+count_parameters = scripts.networks.count_parameters
+depth_to_space, space_to_depth = scripts.networks.depth_to_space, scripts.networks.space_to_depth
+InpaintingDeepSupervisionLoss = scripts.losses.InpaintingDeepSupervisionLoss
+space_to_depth_target = scripts.losses.space_to_depth_target
 
 SMALL = (46, 54, 46)  # a quarter of the MNI grid per axis: half-resolution 23x27x23, odd like 91x109x91
 
@@ -31,7 +41,7 @@ def test_space_to_depth_is_lossless_and_invertible_on_the_mni_grid():
     # every voxel once: same multiset of values, and depth-to-space gives the volume back bit for bit
     assert torch.equal(torch.sort(depth.flatten()).values, torch.sort(volume.flatten()).values)
     assert torch.equal(depth_to_space(depth), volume)
-    # same layout as the deep-supervision target of common.losses
+    # same layout as the deep-supervision target of scripts/losses.py
     assert torch.equal(space_to_depth_target(volume, depth), depth)
 
 
@@ -107,6 +117,40 @@ def test_deep_supervision_loss_is_the_sum_of_both_mses():
     torch.testing.assert_close(loss, manual)
     loss.backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_deep_supervision_area_resized_targets():
+    target = torch.rand(1, 1, 8, 8, 8)
+    full = torch.rand(1, 1, 8, 8, 8, requires_grad=True)
+    half = torch.rand(1, 1, 4, 4, 4, requires_grad=True)
+    target_half = target.reshape(1, 1, 4, 2, 4, 2, 4, 2).mean(dim=(3, 5, 7))  # 2x2x2 block means by hand
+    expected = ((full - target) ** 2).mean() + ((half - target_half) ** 2).mean()
+    loss = InpaintingDeepSupervisionLoss()([full, half], target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert half.grad is not None
+
+
+def test_deep_supervision_weights_scale_each_output():
+    """The weights come from the config's loss_weights (full resolution first, then space-to-depth)."""
+    target, full, low = torch.rand(1, 1, 4, 4, 4), torch.rand(1, 1, 4, 4, 4), torch.rand(1, 8, 2, 2, 2)
+    loss = InpaintingDeepSupervisionLoss(weights=[2.0, 0.5], target_transform=space_to_depth_target)
+    expected = 2.0 * ((full - target) ** 2).mean() + 0.5 * ((low - space_to_depth(target)) ** 2).mean()
+    assert loss([full, low], target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_space_to_depth_target():
+    target = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(1, 2, 4, 6)
+    output = torch.zeros(1, 8, 2, 3)
+    assert torch.equal(space_to_depth_target(target, output), F.pixel_unshuffle(target, 2))
+    volume = torch.rand(1, 1, 4, 4, 4)
+    packed = space_to_depth_target(volume, torch.zeros(1, 8, 2, 2, 2))
+    # channel i*4 + j*2 + k holds volume[2y+i, 2x+j, 2z+k]
+    assert packed[0, 1 * 4 + 0 * 2 + 1, 1, 0, 1] == volume[0, 0, 3, 0, 3]
+    loss = InpaintingDeepSupervisionLoss(target_transform=space_to_depth_target)([packed.clone()], volume)
+    assert loss.item() == 0
+    with pytest.raises(ValueError, match="space-to-depth"):
+        space_to_depth_target(volume, torch.zeros(1, 3, 2, 2, 2))
 
 
 def test_learns_an_identity_on_a_tiny_volume():

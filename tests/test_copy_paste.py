@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,15 +10,14 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage
 
-from common.transforms.copy_paste import (
-    RandCopyPasted,
-    coco_backgrounds,
-    coco_objects,
-    copy_paste_datalist,
-    object_components,
-    paste_locations,
-    paste_object,
-)
+from common.bundle_scripts import load_bundle_scripts
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mask_optimized_object_removal"
+copy_paste = load_bundle_scripts(BUNDLE).copy_paste
+RandCopyPasted, copy_paste_datalist = copy_paste.RandCopyPasted, copy_paste.copy_paste_datalist
+coco_backgrounds, coco_objects = copy_paste.coco_backgrounds, copy_paste.coco_objects
+object_components = copy_paste.object_components
+paste_locations, paste_object = copy_paste.paste_locations, copy_paste.paste_object
 
 
 def square_object(size=12, box=(3, 5, 4, 3), value=5.0, channels=1):

@@ -1,11 +1,20 @@
-"""CTSDG generator, its attention block, the single-tensor inpainter and the spectral-norm discriminator."""
+"""CTSDG generator (shape_aware_mask_inpainting's scripts.networks), its attention block, the single-tensor
+inpainter, and the spectral-norm discriminator (common.networks)."""
+
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from common.networks import CTSDG, CTSDGInpainter, SpectralNormPatchDiscriminator
-from common.networks.ctsdg import BiGFF, RegionAffinityLearning
+from common.bundle_scripts import load_bundle_scripts
+from common.networks import SpectralNormPatchDiscriminator
+
+networks = load_bundle_scripts(
+    Path(__file__).resolve().parents[1] / "bundles" / "shape_aware_mask_inpainting"
+).networks
+CTSDG, CTSDGInpainter = networks.CTSDG, networks.CTSDGInpainter
+BiGFF, RegionAffinityLearning = networks.BiGFF, networks.RegionAffinityLearning
 
 TINY = {"channels": (4, 8, 8), "kernels": (5, 3, 3), "edge_head_channels": 4}
 

@@ -1,20 +1,21 @@
 """EdgeConnect-style inpainters, the spectral-norm discriminator and the object-removal pipeline."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from monai.networks.nets import BasicUNet
 from skimage.feature import canny
 
-from common.networks import (
-    EdgeConnectGenerator,
-    EdgeConnectInpainter,
-    ObjectRemovalPipeline,
-    batch_canny_edges,
-    propose_segments,
-    select_segments,
-    spectral_norm_patch_discriminator,
-)
+from common.bundle_scripts import load_bundle_scripts
+from common.networks import SpectralNormPatchDiscriminator
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mask_optimized_object_removal"
+networks = load_bundle_scripts(BUNDLE).networks
+EdgeConnectGenerator, EdgeConnectInpainter = networks.EdgeConnectGenerator, networks.EdgeConnectInpainter
+ObjectRemovalPipeline, batch_canny_edges = networks.ObjectRemovalPipeline, networks.batch_canny_edges
+propose_segments, select_segments = networks.propose_segments, networks.select_segments
 
 
 def tiny_inpainter(channels=1, classes=3):
@@ -56,11 +57,13 @@ def test_generator_rejects_bad_input():
 
 
 def test_discriminator_is_spectrally_normalised_and_returns_features_and_logits():
-    d = spectral_norm_patch_discriminator(2, channels=8)
+    d = SpectralNormPatchDiscriminator(2, channels=(8, 16, 32, 64), return_features=True)
     outs = d(torch.rand(1, 2, 64, 64))
     assert [o.shape[1] for o in outs] == [8, 16, 32, 64, 1]  # EdgeConnect's widths (scaled), logits last
+    d.return_features = False
+    assert d(torch.rand(1, 2, 64, 64)).shape == outs[-1].shape  # logits alone
     convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert len(convs) == 5 and all(hasattr(c, "parametrizations") for c in convs)
+    assert len(convs) == 5 and all(hasattr(c, "weight_orig") and c.bias is None for c in convs)
     d.train()
     for _ in range(30):  # power iterations converge: the largest singular value of each kernel becomes 1
         d(torch.rand(1, 2, 64, 64))

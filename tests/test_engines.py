@@ -24,7 +24,6 @@ from common.engines import (
     DiscriminatorInput,
     InpaintingBatchPreparer,
     InpaintingGanTrainer,
-    MaskedInput,
 )
 from common.losses import (
     DiscriminatorAdversarialLoss,
@@ -35,6 +34,7 @@ from common.losses import (
     OutputLoss,
     WeightedSumLoss,
 )
+from common.masking import MaskedInput
 from common.metrics import PSNRMetric
 
 EPOCH_LENGTH = 3
@@ -274,7 +274,7 @@ def test_atomic_checkpoint_leaves_no_partial_file(tmp_path, monkeypatch, saver_c
 
 
 def test_supervised_trainer_with_mask_aware_loss():
-    """The supervised bundles use MONAI's SupervisedTrainer: the preparer packs the mask into the label."""
+    """The supervised bundles use MONAI's SupervisedTrainer: the preparer's label is {"image", "mask"}."""
     torch.manual_seed(0)
     net = nn.Conv2d(2, 1, 3, padding=1)
     batches = make_batches()
@@ -307,7 +307,8 @@ def test_masked_input_modes():
     masked, m = MaskedInput(mode="separate", fill_value=1.0)(batch)
     assert torch.equal(masked[mask.bool()], torch.ones(int(mask.sum()))) and torch.equal(m, mask)
     inputs, label, args, kwargs = InpaintingBatchPreparer(mode="separate", extra_keys=["edge"])(batch)
-    assert label.shape[1] == 2 and len(args) == 2 and torch.equal(args[1], batch["edge"])
+    assert sorted(label) == ["image", "mask"] and torch.equal(label["image"], image)
+    assert torch.equal(label["mask"], mask) and len(args) == 2 and torch.equal(args[1], batch["edge"])
     with pytest.raises(ValueError, match="binary"):
         MaskedInput()({"image": image, "mask": mask * 0.5})
 

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import monai.bundle
 import numpy as np
 import pytest
 import torch
@@ -41,6 +42,10 @@ def test_global_discriminator_sees_the_whole_image_with_6_convolutions():
     assert d(torch.rand(3, 2, 256, 256)).shape == (3, 1)
     with pytest.raises(ValueError, match="divisible"):
         scripts.networks.global_discriminator(image_size=100)
+
+
+def test_baselines_are_twice_as_wide_as_the_multiresunet_filters():
+    assert scripts.networks.baseline_channels([8, 16, 32]) == [16, 32, 64]
 
 
 # ---------------------------------------------------------------------------------------------- style loss
@@ -87,6 +92,11 @@ def test_style_loss_refuses_mismatched_inputs():
         loss(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 5))
     with pytest.raises(ValueError, match="layer_weights"):
         scripts.losses.GramStyleLoss(layers=("relu1_1",), layer_weights=(1, 2), feature_extractor=_Identity())
+
+
+def test_loss_terms_keeps_the_total_and_the_generator_and_discriminator_terms():
+    terms = {"loss": 3.0, "g_rec_style": 1.0, "d_patch": 2.0}
+    assert scripts.losses.loss_terms([{**terms, "pred": torch.zeros(1), "image": torch.zeros(1)}]) == terms
 
 
 # ---------------------------------------------------------------------------------------------- mask banks
@@ -141,6 +151,27 @@ def test_fixed_bank_mask_picks_by_index_and_leaves_unindexed_images_alone(tmp_pa
         transform({"image": np.ones((1, 32, 32), np.float32), "mask_index": 0})
 
 
+# ---------------------------------------------------------------------------------------------- datalists
+def test_slice_entries_keep_the_read_keys_resolve_paths_and_index_the_masks(tmp_path):
+    datalist = {
+        "test": [
+            {"image": "a.nii.gz", "subject": "s1", "slice_z": 3, "label_ms": "a_ms.nii.gz"},
+            {"image": "b.nii.gz"},  # a user's datalist: image only
+        ]
+    }
+    (tmp_path / "datalist.json").write_text(json.dumps(datalist), encoding="utf-8")
+    file = str(tmp_path / "datalist.json")
+    assert scripts.data.slice_entries(file, "test") == [
+        {"image": str(tmp_path / "a.nii.gz"), "subject": "s1", "slice_z": 3},
+        {"image": str(tmp_path / "b.nii.gz")},
+    ]
+    indexed = scripts.data.slice_entries(file, "test", keys=["image"], mask_index=True)
+    assert indexed == [
+        {"image": str(tmp_path / "a.nii.gz"), "mask_index": 0},
+        {"image": str(tmp_path / "b.nii.gz"), "mask_index": 1},
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- transforms
 def test_drop_trailing_singleton_keeps_the_affine():
     affine = torch.diag(torch.tensor([0.5, 0.5, 2.0, 1.0], dtype=torch.float64))
@@ -166,14 +197,26 @@ def test_percentile_scaling_round_trips():
 
 
 # ---------------------------------------------------------------------------------------------- metrics
+def _configured_scores(pred, target):
+    """Table I scores of ``pred`` by the metrics of train.json's ``validate#metrics`` (evaluate.json's)."""
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.update({"bundle_root": str(BUNDLE)})
+    metrics, details = {}, {}
+    for name, handler in parser.get_parsed_content("validate#metrics").items():
+        handler.metric_fn(pred, target)
+        metrics[name], details[name] = handler.metric_fn.aggregate().item(), handler.metric_fn.get_buffer()
+    return scripts.evaluation.table_scores(metrics, details)
+
+
 def test_scores_against_hand_values():
     target = torch.full((2, 1, 32, 32), 0.5)
     target[:, :, 8:24, 8:24] = 0.2
-    perfect = scripts.evaluation.score(target.clone(), target)
+    perfect = _configured_scores(target.clone(), target)
     assert (
         perfect["ssim"] == pytest.approx(1.0) and perfect["mse"] == 0 and perfect["uqi"] == pytest.approx(1.0)
     )
-    shifted = scripts.evaluation.score(target + 0.1, target)
+    shifted = _configured_scores(target + 0.1, target)
     assert shifted["mse"] == pytest.approx(25.5**2, rel=1e-4)  # 0.1 on the 0-255 scale
     assert shifted["psnr"] == pytest.approx(20.0, rel=1e-4)  # 10 log10(1 / 0.01)
 
@@ -182,10 +225,41 @@ def test_psnr_of_exactly_restored_slices_is_counted_not_averaged():
     target = torch.rand(3, 1, 16, 16)
     pred = target.clone()
     pred[1:] += 0.1  # slices 1 and 2: MSE 0.01 -> 20 dB; slice 0 exact (infinite PSNR)
-    scores = scripts.evaluation.score(pred.clamp(0, 2), target)
+    scores = _configured_scores(pred.clamp(0, 2), target)
     assert scores["psnr"] == pytest.approx(20.0, rel=1e-4) and scores["psnr_exact"] == 1
     table = scripts.evaluation.format_table({("biharmonic", "square"): scores}, n_test=3)
     assert "slices restored exactly: biharmonic (given the mask), square: 1" in table
+
+
+def test_biharmonic_baseline_fills_only_the_hole():
+    image = torch.linspace(0, 1, 16).repeat(16, 1)[None, None]
+    mask = torch.zeros_like(image)
+    mask[..., 6:10, 6:10] = 1
+    filled = scripts.evaluation.BiharmonicInpainter()(image * (1 - mask), mask)
+    torch.testing.assert_close(filled * (1 - mask), image * (1 - mask))
+    torch.testing.assert_close(filled, image, atol=1e-3, rtol=0)  # a linear ramp is biharmonic
+
+
+def test_evaluate_route_scores_a_checkpoint_without_building_the_training_setup(tmp_path):
+    """evaluate.json loads ``checkpoint`` and writes the metrics without the training losses or writers: a VGG
+    path that does not exist (the style loss would refuse it) does not matter, and no models/ or tensorboard/
+    folder appears."""
+    configs = ("train.json", "quick.json", "arbitrary.json", "evaluate.json")
+    monai.bundle.run(
+        run_id="evaluating",
+        meta_file=str(BUNDLE / "configs" / "metadata.json"),
+        config_file=[str(BUNDLE / "configs" / c) for c in configs],
+        bundle_root=str(BUNDLE),
+        output_dir=str(tmp_path),
+        checkpoint=str(BUNDLE / "models" / "model.pt"),
+        vgg_weights_path=str(tmp_path / "missing_vgg19.pth"),
+        vgg_pretrained=True,
+        **{"validate#dataset#data": "$@validate#datalist[:2]"},
+    )
+    metrics = dict(line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines())
+    assert set(scripts.evaluation.METRICS.values()) <= set(metrics)
+    assert 0 < float(metrics["val_ssim"]) < 1
+    assert not (tmp_path / "models").exists() and not (tmp_path / "tensorboard").exists()
 
 
 # ---------------------------------------------------------------------------------------------- GAN engine
@@ -264,7 +338,8 @@ def test_each_experiment_and_baseline_wires_its_discriminators_to_their_inputs(c
 def test_two_gan_iterations_update_all_three_networks_and_resume_restores_them(tmp_path):
     parser = _workflow(tmp_path)
     before = _snapshot(parser)
-    parser.get_parsed_content("training")  # runs the bundle's `training` expressions: 2 iterations
+    parser.get_parsed_content("initialize")  # attaches the checkpoint saver, as `monai.bundle run` does first
+    parser.get_parsed_content("training")  # the alias of `run`: 2 iterations
     trainer = parser.get_parsed_content("train#trainer")
     assert trainer.state.iteration == 2
     after = _snapshot(parser)
@@ -349,8 +424,8 @@ def test_multi_gpu_config_keeps_all_three_networks_in_sync_across_ranks(tmp_path
         "@output_dir + f'/params_rank{dist.get_rank()}.pt')"
     )
     override = tmp_path / "save_params.json"
-    multi_gpu = ConfigParser.load_config_file(str(BUNDLE / "configs" / "multi_gpu_train.json"))
-    override.write_text(json.dumps({"training": [*multi_gpu["training"], save]}), encoding="utf-8")
+    train = ConfigParser.load_config_file(str(BUNDLE / "configs" / "train.json"))
+    override.write_text(json.dumps({"run": [*train["run"], save]}), encoding="utf-8")
     configs = [BUNDLE / "configs" / c for c in ("train.json", "quick.json", "multi_gpu_train.json")]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
     args = [

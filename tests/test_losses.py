@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.losses import BoundaryLoss
 from torch import nn
 
 from common.losses import (
@@ -14,10 +13,8 @@ from common.losses import (
     FeatureMatchingLoss,
     GeneratorAdversarialLoss,
     HoleL1Loss,
-    InpaintingDeepSupervisionLoss,
     LaplacianPyramidLoss,
     MaskAwareLoss,
-    MaskExpansionLoss,
     OutputLoss,
     PerceptualLoss,
     StyleLoss,
@@ -25,9 +22,8 @@ from common.losses import (
     ValidL1Loss,
     WeightedSumLoss,
     gram_matrix,
-    pack_mask,
-    space_to_depth_target,
 )
+from common.masking import inpainting_target
 
 
 class Identity(nn.Module):
@@ -250,63 +246,11 @@ def test_feature_matching_and_discriminator_perceptual():
         FeatureMatchingLoss()(torch.zeros(1), torch.zeros(1))
 
 
-def test_mask_expansion_loss_hand_value():
-    target = torch.zeros(1, 1, 3, 5)
-    target[0, 0, 1, 2] = 1
-    pred = torch.zeros(1, 1, 3, 5)
-    pred[0, 0, 0, 0] = 1  # distance from (0,0) to the mask pixel (1,2) is sqrt(5)
-    alpha = 1.5
-    loss = MaskExpansionLoss(alpha=alpha)(pred, target)
-    assert loss.item() == pytest.approx((math.sqrt(5) - alpha) / 15, rel=1e-5)
-    # alpha = 0 is MONAI's BoundaryLoss; the shift subtracts alpha * mean(p)
-    pred = torch.rand(2, 1, 6, 6)
-    target = block_mask((2, 1, 6, 6), (1, 4), (2, 5))
-    plain = BoundaryLoss()(pred, target)
-    assert MaskExpansionLoss(alpha=0)(pred, target).item() == pytest.approx(plain.item(), rel=1e-6)
-    assert MaskExpansionLoss(alpha=2.0)(pred, target).item() == pytest.approx(
-        plain.item() - 2.0 * pred.mean().item(), rel=1e-5
-    )
-
-
-def test_mask_expansion_rejects_degenerate_targets():
-    pred = torch.rand(1, 1, 4, 4)
-    with pytest.raises(ValueError, match="empty or all-ones"):
-        MaskExpansionLoss(alpha=1)(pred, torch.zeros(1, 1, 4, 4))
-    with pytest.raises(ValueError, match="binary"):
-        MaskExpansionLoss(alpha=1)(pred, torch.full((1, 1, 4, 4), 0.5))
-
-
-def test_deep_supervision_area_resized_targets():
-    target = torch.rand(1, 1, 8, 8, 8)
-    full = torch.rand(1, 1, 8, 8, 8, requires_grad=True)
-    half = torch.rand(1, 1, 4, 4, 4, requires_grad=True)
-    target_half = target.reshape(1, 1, 4, 2, 4, 2, 4, 2).mean(dim=(3, 5, 7))  # 2x2x2 block means by hand
-    expected = ((full - target) ** 2).mean() + ((half - target_half) ** 2).mean()
-    loss = InpaintingDeepSupervisionLoss()([full, half], target)
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    loss.backward()
-    assert half.grad is not None
-
-
-def test_space_to_depth_target():
-    target = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(1, 2, 4, 6)
-    output = torch.zeros(1, 8, 2, 3)
-    assert torch.equal(space_to_depth_target(target, output), F.pixel_unshuffle(target, 2))
-    volume = torch.rand(1, 1, 4, 4, 4)
-    packed = space_to_depth_target(volume, torch.zeros(1, 8, 2, 2, 2))
-    # channel i*4 + j*2 + k holds volume[2y+i, 2x+j, 2z+k]
-    assert packed[0, 1 * 4 + 0 * 2 + 1, 1, 0, 1] == volume[0, 0, 3, 0, 3]
-    loss = InpaintingDeepSupervisionLoss(target_transform=space_to_depth_target)([packed.clone()], volume)
-    assert loss.item() == 0
-    with pytest.raises(ValueError, match="space-to-depth"):
-        space_to_depth_target(volume, torch.zeros(1, 3, 2, 2, 2))
-
-
-def test_wrappers_unpack_mask_and_select_outputs():
+def test_wrappers_take_the_mask_by_name_and_select_outputs():
     target, output = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
     mask = block_mask((2, 1, 4, 4), (0, 2), (0, 2))
     expected = HoleL1Loss()(output, target, mask)
-    assert MaskAwareLoss(HoleL1Loss())(output, pack_mask(target, mask)).item() == pytest.approx(
+    assert MaskAwareLoss(HoleL1Loss())(output, inpainting_target(target, mask)).item() == pytest.approx(
         expected.item()
     )
     batch = {"image": target, "mask": mask, "edge": target * 2}

@@ -4,16 +4,15 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
-from monai.handlers import IgniteMetricHandler
+from monai.handlers import IgniteMetricHandler, from_engine
 from monai.metrics import PSNRMetric as MonaiPSNR
 from monai.metrics import SSIMMetric as MonaiSSIM
 
-from common.losses import pack_mask
+from common.masking import inpainting_target
 from common.metrics import (
     BestThresholdDiceMetric,
     BinaryOverlapMetric,
     MAEMetric,
-    MaskRatioBinnedMetric,
     MSEMetric,
     PearsonMetric,
     PSNRMetric,
@@ -149,21 +148,34 @@ def test_bad_inputs_raise_clear_errors(images):
         PSNRMetric(roi="box")
 
 
-def test_packed_mask_and_ignite_handler(images):
+def test_mask_by_name_and_ignite_handler(images):
     y_pred, y = images
     mask = block_mask((2, 1, 24, 24), (4, 18), (6, 20))
     direct = PSNRMetric(roi="hole")(y_pred, y, mask=mask)
-    assert torch.equal(PSNRMetric(roi="hole")(y_pred, pack_mask(y, mask)), direct)
-    # an evaluator's output: batched dicts, then MONAI's decollated list form
-    batches = [
+    assert torch.equal(PSNRMetric(roi="hole")(y_pred, inpainting_target(y, mask)), direct)
+    per_image = [inpainting_target(y[i], mask[i]) for i in (0, 1)]
+    assert torch.equal(PSNRMetric(roi="hole")(list(y_pred), per_image), direct)
+    assert torch.equal(PSNRMetric(roi="hole")(list(y_pred), list(y), mask=list(mask)), direct)
+    with pytest.raises(ValueError, match="not both"):
+        PSNRMetric(roi="hole")(y_pred, inpainting_target(y, mask), mask=mask)
+    with pytest.raises(ValueError, match="shapes differ"):  # no channel count decides a role
+        PSNRMetric(roi="hole")(y_pred, torch.cat([y, mask], dim=1))
+    with pytest.raises(ValueError, match="needs the mask"):
+        PSNRMetric(roi="hole")(y_pred, y)
+    # engine outputs, batched and in MONAI's decollated list form: the mask under its own key (GAN trainer) ...
+    flat = [
         {"pred": y_pred, "label": y, "mask": mask},
         [{"pred": y_pred[i], "label": y[i], "mask": mask[i]} for i in (0, 1)],
     ]
-    for batch in batches:
+    # ... or inside the label (InpaintingBatchPreparer), read with MONAI's own from_engine
+    nested = [
+        {"pred": y_pred, "label": inpainting_target(y, mask)},
+        [{"pred": y_pred[i], "label": per_image[i]} for i in (0, 1)],
+    ]
+    runs = [(batch, from_engine_with_mask()) for batch in flat] + [(b, from_engine(["pred", "label"])) for b in nested]
+    for batch, output_transform in runs:
         engine = Engine(lambda e, b: b)
-        IgniteMetricHandler(PSNRMetric(roi="hole"), output_transform=from_engine_with_mask()).attach(
-            engine, "psnr"
-        )
+        IgniteMetricHandler(PSNRMetric(roi="hole"), output_transform=output_transform).attach(engine, "psnr")
         engine.run([batch])
         assert engine.state.metrics["psnr"] == pytest.approx(direct.mean().item(), rel=1e-5)
         assert engine.state.metric_details["psnr"].shape == (2, 1)
@@ -203,24 +215,3 @@ def test_best_threshold_dice_per_subject():
     assert metric.best_thresholds.tolist() == pytest.approx([0.30, 0.06])
     assert len(metric.thresholds) == 41 and metric.thresholds[-1] == pytest.approx(0.8)
     assert metric.aggregate().item() == pytest.approx((1 + 2 / 3) / 2)
-
-
-def test_mask_ratio_binning():
-    y = torch.rand(4, 1, 10, 10)
-    masks = torch.zeros(4, 1, 10, 10)
-    masks[0, 0, :1, :5] = 1  # 5 %
-    masks[1, 0, :3, :5] = 1  # 15 %
-    masks[2, 0, :2, :] = 1  # 20 % (bins are (lo, hi])
-    masks[3, 0, :5, :7] = 1  # 35 %
-    errors = torch.tensor([0.1, 0.2, 0.4, 0.3]).view(4, 1, 1, 1)
-    binned = MaskRatioBinnedMetric(MAEMetric(roi="hole"))
-    binned(y + errors, y, mask=masks)
-    assert binned.aggregate().tolist() == pytest.approx([0.1, 0.3, float("nan"), 0.3], nan_ok=True, rel=1e-4)
-    assert list(binned.as_dict()) == ["0-10%", "10-20%", "20-30%", "30-40%"]
-    binned.reset()
-    binned(y + errors, pack_mask(y, masks))  # packed form, as through IgniteMetricHandler
-    assert binned.aggregate()[0].item() == pytest.approx(0.1, rel=1e-4)
-    with pytest.warns(UserWarning, match="outside"):
-        big = MaskRatioBinnedMetric(MAEMetric())
-        big(y, y, mask=torch.ones_like(masks))
-        big.aggregate()

@@ -1,6 +1,6 @@
 """Object-removal evaluation: objects scaled to a mask ratio, eroded/dilated masks, binned metric tables."""
 
-import importlib.util
+import importlib
 import json
 import math
 from pathlib import Path
@@ -9,28 +9,25 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from harness import config_list, run_bundle
 from ignite.engine import Engine
 from monai.bundle import ConfigParser
 from monai.networks.nets import BasicUNet
 from monai.transforms import SaveImaged
 from scipy import ndimage
 
-from common.metrics import PSNRMetric
-from common.networks import EdgeConnectInpainter, ObjectRemovalPipeline
-from common.transforms.copy_paste import RandCopyPasted
+from common.bundle_scripts import load_bundle_scripts
+from common.masking import inpainting_target
+from common.metrics import MAEMetric, PSNRMetric
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mask_optimized_object_removal"
-
-
-def bundle_module(name: str):
-    """A module of the bundle's ``scripts`` package, under a unique name (other bundles have ``scripts`` too)."""
-    spec = importlib.util.spec_from_file_location(f"mor_scripts_{name}", BUNDLE / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bundle_data, bundle_eval = bundle_module("data"), bundle_module("evaluate")
+scripts = load_bundle_scripts(BUNDLE)
+bundle_data, bundle_eval = scripts.data, scripts.evaluate
+paper_tables = importlib.import_module(f"{scripts.__name__}.paper_tables")
+EdgeConnectInpainter = scripts.networks.EdgeConnectInpainter
+ObjectRemovalPipeline = scripts.networks.ObjectRemovalPipeline
+MaskRatioBinnedMetric = scripts.binning.MaskRatioBinnedMetric
+RandCopyPasted = scripts.copy_paste.RandCopyPasted
 
 
 def object_pair(size=64, box=(10, 10, 4, 4), value=0.8):
@@ -160,13 +157,34 @@ def test_hint_mask_source_uses_the_hint_whatever_the_segmenter_finds():
 # --- binned metric tables ---------------------------------------------------------------------------------
 
 
+def test_mask_ratio_binning():
+    y = torch.rand(4, 1, 10, 10)
+    masks = torch.zeros(4, 1, 10, 10)
+    masks[0, 0, :1, :5] = 1  # 5 %
+    masks[1, 0, :3, :5] = 1  # 15 %
+    masks[2, 0, :2, :] = 1  # 20 % (bins are (lo, hi])
+    masks[3, 0, :5, :7] = 1  # 35 %
+    errors = torch.tensor([0.1, 0.2, 0.4, 0.3]).view(4, 1, 1, 1)
+    binned = MaskRatioBinnedMetric(MAEMetric(roi="hole"))
+    binned(y + errors, y, mask=masks)
+    assert binned.aggregate().tolist() == pytest.approx([0.1, 0.3, float("nan"), 0.3], nan_ok=True, rel=1e-4)
+    assert list(binned.as_dict()) == ["0-10%", "10-20%", "20-30%", "30-40%"]
+    binned.reset()
+    binned(y + errors, inpainting_target(y, masks))
+    assert binned.aggregate()[0].item() == pytest.approx(0.1, rel=1e-4)
+    with pytest.warns(UserWarning, match="outside"):
+        big = MaskRatioBinnedMetric(MAEMetric())
+        big(y, y, mask=torch.ones_like(masks))
+        big.aggregate()
+
+
 def labelled(error: float, hole_pixels: int, size: int = 20) -> dict:
     """One decollated engine output: a prediction off by ``error`` everywhere (PSNR = -20 log10(error))
-    and the label packed with a mask of ``hole_pixels`` pixels."""
+    and the label ``{"image", "mask"}`` with a mask of ``hole_pixels`` pixels."""
     clean = torch.full((1, size, size), 0.5)
     mask = torch.zeros(1, size, size)
     mask.view(-1)[:hole_pixels] = 1
-    return {"pred": clean + error, "label": torch.cat([clean, mask])}
+    return {"pred": clean + error, "label": {"image": clean, "mask": mask}}
 
 
 def test_binned_writer_bins_by_the_true_mask_ratio_and_writes_json_and_markdown(tmp_path):
@@ -226,26 +244,25 @@ def binned_results(psnr_per_bin, count=(1, 2, 0, 1)):
             "all": {"psnr": 20.0, "ssim": 0.2}, "images": [{}] * 5}  # fmt: skip
 
 
-def test_paper_tables_put_settings_in_rows_and_mask_ratio_bins_in_columns(tmp_path):
-    tables = bundle_module("paper_tables")
+def test_comparison_table_puts_settings_in_rows_and_mask_ratio_bins_in_columns(tmp_path):
     runs = {}
     for name, values in {"a": [30.0, 25.5, float("nan"), 12.345], "b": [1.0, 2.0, 3.0, 4.0]}.items():
         runs[name] = tmp_path / f"{name}.json"
         runs[name].write_text(json.dumps(binned_results(values)), encoding="utf-8")
-    lines = tables.paper_layout(runs, "psnr", {"paper": "n/a"}).splitlines()
+    lines = bundle_eval.comparison_table(runs, "psnr", notes={"paper": "n/a"}).splitlines()
     assert lines[0] == "| psnr | 0-10% (n=1) | 10-20% (n=2) | 20-30% (n=0) | 30-40% (n=1) | all (n=5) |"
     assert lines[2] == "| paper | n/a | | | | |" and lines[2].count("|") == lines[0].count("|")
     assert lines[3] == "| a | 30.00 | 25.50 | – | 12.35 | 20.00 |"
     assert (
-        tables.paper_layout(runs, "ssim").splitlines()[3] == "| b | 0.010 | 0.020 | 0.030 | 0.040 | 0.200 |"
+        bundle_eval.comparison_table(runs, "ssim", 3).splitlines()[3]
+        == "| b | 0.010 | 0.020 | 0.030 | 0.040 | 0.200 |"
     )
 
 
 def test_paper_tables_stages_wire_the_ablations():
-    tables = bundle_module("paper_tables")
     out = Path("/o")
     stages = {
-        name: (done, args) for name, done, args in tables.stages(out, [0.01, 0.07], ["--max_epochs", "1"])
+        name: (done, args) for name, done, args in paper_tables.stages(out, [0.01, 0.07], ["--max_epochs", "1"])
     }
     assert len({done for done, _ in stages.values()}) == len(stages)
     random_pretrain = stages["pretrain inpainters on random masks"][1]
@@ -302,3 +319,23 @@ def test_inference_preprocessing_without_a_hint_says_what_to_give(tmp_path):
         with pytest.raises(RuntimeError) as error:
             preprocessing(request)
         assert isinstance(error.value.__cause__, ValueError) and "hint" in str(error.value.__cause__)
+
+
+# --- evaluate.json: metrics from `checkpoint`, without the training setup ----------------------------------
+
+
+def test_evaluation_needs_neither_the_training_loss_nor_its_folders(tmp_path):
+    """At a VGG-style-loss setting (``vgg_pretrained``) with no VGG file, evaluate.json still scores the shipped
+    weights: it builds no trainer, so no training loss, no ``tensorboard/`` and no checkpoint folder."""
+    configs = config_list(*(BUNDLE / "configs" / c for c in ("train.json", "quick.json", "evaluate.json")))
+    output = tmp_path / "eval"
+    run_bundle(
+        ["run", "evaluating", "--config_file", configs, "--bundle_root", str(BUNDLE), "--output_dir", str(output),
+         "--checkpoint", str(BUNDLE / "models" / "model.pt"), "--test_limit", "2",
+         "--vgg_pretrained", "True", "--vgg_weights_path", str(tmp_path / "missing_vgg16.pth")],
+        cwd=tmp_path,
+    )  # fmt: skip
+    results = json.loads((output / "binned_metrics.json").read_text(encoding="utf-8"))
+    assert len(results["images"]) == 2 and {"psnr", "ssim", "mae", "psnr_hole"} <= set(results["all"])
+    assert (output / "metrics.csv").is_file()
+    assert not [p for p in tmp_path.rglob("*") if p.is_dir() and p.name in ("tensorboard", "models")]

@@ -1,5 +1,7 @@
 """PET/CT preprocessing: SUV from synthesised DICOM PET headers, B-spline resampling, windows, slices, OOIs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -8,17 +10,11 @@ from monai.data import MetaTensor
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from common.transforms import (
-    DropTrailingSingletond,
-    OrganOfInterestd,
-    axial_slices,
-    foreground_mask,
-    lung_field_mask,
-    read_pet_suv,
-    resample_to_reference,
-    suv_factor,
-    window_to_unit,
-)
+from common.bundle_scripts import load_bundle_scripts
+from common.transforms import DropTrailingSingletond
+
+BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "autoinpainting_tumor_segmentation"
+pet_ct = load_bundle_scripts(BUNDLE).pet_ct
 
 F18_HALF_LIFE = 6586.2  # s (109.77 min)
 
@@ -46,26 +42,26 @@ def pet_header(**overrides) -> Dataset:
 def test_suv_factor_decays_the_dose_to_acquisition_time():
     # one hour after injection: dose * 2^(-3600 / 6586.2) = 370 MBq * 0.68464 = 253.32 MBq
     expected = 70_000 / (370e6 * 2 ** (-3600 / F18_HALF_LIFE))
-    assert suv_factor(pet_header()) == pytest.approx(expected, rel=1e-9)
-    assert suv_factor(pet_header()) == pytest.approx(70_000 / 253.32e6, rel=1e-4)
+    assert pet_ct.suv_factor(pet_header()) == pytest.approx(expected, rel=1e-9)
+    assert pet_ct.suv_factor(pet_header()) == pytest.approx(70_000 / 253.32e6, rel=1e-4)
     # SeriesTime is 30 min after injection
-    assert suv_factor(pet_header(), time_reference="series") == pytest.approx(
+    assert pet_ct.suv_factor(pet_header(), time_reference="series") == pytest.approx(
         70_000 / (370e6 * 2 ** (-1800 / F18_HALF_LIFE)), rel=1e-9
     )
 
 
 def test_suv_factor_admin_decay_correction_and_midnight():
-    assert suv_factor(pet_header(DecayCorrection="ADMIN")) == pytest.approx(70_000 / 370e6)
+    assert pet_ct.suv_factor(pet_header(DecayCorrection="ADMIN")) == pytest.approx(70_000 / 370e6)
     header = pet_header(AcquisitionTime="003000")
     header.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartTime = "233000"
-    assert suv_factor(header) == pytest.approx(70_000 / (370e6 * 2 ** (-3600 / F18_HALF_LIFE)))
+    assert pet_ct.suv_factor(header) == pytest.approx(70_000 / (370e6 * 2 ** (-3600 / F18_HALF_LIFE)))
 
 
 def test_suv_factor_prefers_full_date_times():
     header = pet_header(AcquisitionDateTime="20240102110000")
     header.RadiopharmaceuticalInformationSequence[0].RadiopharmaceuticalStartDateTime = "20240101110000"
     day = 86400
-    assert suv_factor(header) == pytest.approx(70_000 / (370e6 * 2 ** (-day / F18_HALF_LIFE)))
+    assert pet_ct.suv_factor(header) == pytest.approx(70_000 / (370e6 * 2 ** (-day / F18_HALF_LIFE)))
 
 
 @pytest.mark.parametrize(
@@ -84,12 +80,12 @@ def test_missing_header_field_is_named_in_the_error(field, where):
     header = pet_header()
     delattr(header.RadiopharmaceuticalInformationSequence[0] if where else header, field)
     with pytest.raises(ValueError, match=field):
-        suv_factor(header)
+        pet_ct.suv_factor(header)
 
 
 def test_wrong_units_raise():
     with pytest.raises(ValueError, match="BQML"):
-        suv_factor(pet_header(Units="CNTS"))
+        pet_ct.suv_factor(pet_header(Units="CNTS"))
 
 
 def write_pet_series(
@@ -125,8 +121,8 @@ def write_pet_series(
 def test_read_pet_suv_applies_rescale_and_suv_factor(tmp_path):
     counts = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5) * 10
     write_pet_series(tmp_path / "pet", counts, slope=2.5, header=pet_header())
-    suv = sitk.GetArrayFromImage(read_pet_suv(tmp_path / "pet"))  # (z, y, x)
-    np.testing.assert_allclose(suv, counts * 2.5 * suv_factor(pet_header()), rtol=1e-5)
+    suv = sitk.GetArrayFromImage(pet_ct.read_pet_suv(tmp_path / "pet"))  # (z, y, x)
+    np.testing.assert_allclose(suv, counts * 2.5 * pet_ct.suv_factor(pet_header()), rtol=1e-5)
 
 
 def image_with_values(values, spacing, origin=(0.0, 0.0, 0.0)):
@@ -140,30 +136,30 @@ def test_bspline_resampling_reproduces_a_linear_ramp_on_the_ct_grid():
     x = np.arange(20) * 4.0  # PET: 4 mm voxels, value = physical x (mm)
     pet = image_with_values(np.broadcast_to(x, (6, 10, 20)).copy(), (4.0, 4.0, 4.0))
     ct = image_with_values(np.zeros((8, 16, 30)), (1.5, 1.5, 2.0), origin=(10.25, 3.0, 4.0))
-    out = resample_to_reference(pet, ct, order=3)
+    out = pet_ct.resample_to_reference(pet, ct, order=3)
     assert out.GetSize() == ct.GetSize() and out.GetSpacing() == ct.GetSpacing()
     values = sitk.GetArrayFromImage(out)
     physical_x = 10.25 + 1.5 * np.arange(30)
     interior = (physical_x > 16) & (physical_x < 60)  # away from the B-spline's boundary effects
     np.testing.assert_allclose(values[2, 5, interior], physical_x[interior], atol=0.05)
     with pytest.raises(ValueError, match="order"):
-        resample_to_reference(pet, ct, order=2)
+        pet_ct.resample_to_reference(pet, ct, order=2)
 
 
 def test_windows_clamp_and_scale():
     hu = np.array([-2000.0, -1000.0, -250.0, 500.0, 3000.0])
-    np.testing.assert_allclose(window_to_unit(hu, "lung"), [0, 0, 0.5, 1, 1])
-    np.testing.assert_allclose(window_to_unit(hu, "head_and_neck"), [0, 0, 0, 1, 1])
-    np.testing.assert_allclose(window_to_unit(np.array([-1.0, 6.0, 20.0]), (0, 12)), [0, 0.5, 1])
+    np.testing.assert_allclose(pet_ct.window_to_unit(hu, "lung"), [0, 0, 0.5, 1, 1])
+    np.testing.assert_allclose(pet_ct.window_to_unit(hu, "head_and_neck"), [0, 0, 0, 1, 1])
+    np.testing.assert_allclose(pet_ct.window_to_unit(np.array([-1.0, 6.0, 20.0]), (0, 12)), [0, 0.5, 1])
     with pytest.raises(ValueError, match="window"):
-        window_to_unit(hu, (5, 5))
+        pet_ct.window_to_unit(hu, (5, 5))
 
 
 def test_axial_slices_shape():
-    slices = axial_slices(np.random.rand(64, 48, 5), size=(128, 96))
+    slices = pet_ct.axial_slices(np.random.rand(64, 48, 5), size=(128, 96))
     assert slices.shape == (5, 128, 96)
     with pytest.raises(ValueError, match="3D"):
-        axial_slices(np.zeros((4, 4)))
+        pet_ct.axial_slices(np.zeros((4, 4)))
 
 
 def ellipse(shape, centre, radii):
@@ -185,7 +181,7 @@ def chest_phantom():
 
 def test_lung_field_mask_finds_both_lungs_with_the_nodule():
     ct, lungs = chest_phantom()
-    mask = lung_field_mask(ct)
+    mask = pet_ct.lung_field_mask(ct)
     dice = 2 * (mask & lungs).sum() / (mask.sum() + lungs.sum())
     assert dice > 0.97
     assert mask[64, 38]  # nodule filled in
@@ -195,10 +191,10 @@ def test_lung_field_mask_finds_both_lungs_with_the_nodule():
 def test_foreground_mask_is_the_filled_object():
     image = ellipse((64, 64), (32, 32), (20, 25)).astype(float)
     image[30:34, 30:34] = 0  # a dark hole inside the object
-    mask = foreground_mask(image)
+    mask = pet_ct.foreground_mask(image)
     assert np.array_equal(mask, ellipse((64, 64), (32, 32), (20, 25)))
     with pytest.raises(ValueError, match="constant"):
-        foreground_mask(np.ones((8, 8)))
+        pet_ct.foreground_mask(np.ones((8, 8)))
 
 
 def test_organ_of_interest_uses_the_given_mask_else_the_fallback():
@@ -206,17 +202,17 @@ def test_organ_of_interest_uses_the_given_mask_else_the_fallback():
     image = MetaTensor(torch.as_tensor(ct)[None], affine=torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0])))
     given = torch.zeros(1, 128, 128)
     given[0, 10:20, 10:20] = 1
-    out = OrganOfInterestd("image", source_key="ooi")({"image": image, "ooi": given})
+    out = pet_ct.OrganOfInterestd("image", source_key="ooi")({"image": image, "ooi": given})
     assert torch.equal(out["ooi"].as_tensor(), given)
-    out = OrganOfInterestd("image", source_key="ooi", fallback="lung")({"image": image})
+    out = pet_ct.OrganOfInterestd("image", source_key="ooi", fallback="lung")({"image": image})
     assert out["ooi"].shape == (1, 128, 128) and out["ooi"][0].bool().numpy()[lungs].mean() > 0.95
     torch.testing.assert_close(out["ooi"].affine, image.affine)
     with pytest.raises(KeyError, match="fallback"):
-        OrganOfInterestd("image", fallback=None)({"image": image})
+        pet_ct.OrganOfInterestd("image", fallback=None)({"image": image})
     with pytest.raises(ValueError, match="empty"):
-        OrganOfInterestd("image")({"image": image, "ooi": torch.zeros(1, 128, 128)})
+        pet_ct.OrganOfInterestd("image")({"image": image, "ooi": torch.zeros(1, 128, 128)})
     with pytest.raises(ValueError, match="shape"):
-        OrganOfInterestd("image")({"image": image, "ooi": torch.ones(1, 64, 64)})
+        pet_ct.OrganOfInterestd("image")({"image": image, "ooi": torch.ones(1, 64, 64)})
 
 
 def test_drop_trailing_singleton_keeps_the_affine_and_updates_the_spatial_shape():
@@ -232,7 +228,7 @@ def test_drop_trailing_singleton_keeps_the_affine_and_updates_the_spatial_shape(
 
 def test_dicom_time_parsing_rejects_garbage():
     with pytest.raises(ValueError, match="AcquisitionTime"):
-        suv_factor(pet_header(AcquisitionTime="noon"))
+        pet_ct.suv_factor(pet_header(AcquisitionTime="noon"))
 
 
 def test_drop_trailing_singleton_can_require_2d():
@@ -252,8 +248,6 @@ def test_prepare_pet_ct_subject_writes_suv_and_windowed_ct_slices_and_a_datalist
     from monai.data import load_decathlon_datalist
     from monai.transforms import EnsureChannelFirstd, LoadImaged
 
-    from common.transforms import prepare_pet_ct_subject
-
     ct_hu = np.full((4, 12, 12), 40.0)  # (z, y, x)
     ct_hu[1, 5:7, 3:5] = -250.0
     write_pet_series(tmp_path / "ct", ct_hu + 1024, slope=1, intercept=-1024, header=Dataset(), ct=True)
@@ -271,11 +265,12 @@ def test_prepare_pet_ct_subject_writes_suv_and_windowed_ct_slices_and_a_datalist
         sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
     out = tmp_path / "slices"
     kwargs = dict(ooi=tmp_path / "ooi.nii.gz", label=tmp_path / "label.nii.gz", size=(24, 24))
-    train = prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet", out, "p1", "training", **kwargs)
+    train = pet_ct.prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet", out, "p1", "training", **kwargs)
     assert [e["slice_z"] for e in train] == [1]  # slice 2 has the tumour: not a healthy training slice
-    test = prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet", out, "p2", "test", **kwargs)
+    test = pet_ct.prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet", out, "p2", "test", **kwargs)
     assert [(e["slice_z"], e["tumour_pixels"]) for e in test] == [(1, 0), (2, 16)]  # 2x2 px -> 4x4 at 24x24
 
+    assert pet_ct.datalist_channels(out / "datalist.json") == 2
     datalist = load_decathlon_datalist(out / "datalist.json", False, "training")
     assert len(datalist) == 1 and load_decathlon_datalist(out / "datalist.json", False, "test")[1]["label"]
     keys = ["image", "ooi"]
@@ -297,4 +292,4 @@ def test_prepare_pet_ct_subject_writes_suv_and_windowed_ct_slices_and_a_datalist
     bad = pet_header(PatientWeight=None)
     write_pet_series(tmp_path / "pet_no_weight", pet, slope=0.5, header=bad, spacing=4.0)
     with pytest.raises(ValueError, match="PatientWeight"):
-        prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet_no_weight", out, "p3", **kwargs)
+        pet_ct.prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet_no_weight", out, "p3", **kwargs)

@@ -185,6 +185,30 @@ def test_inference_round_trip_nifti_and_png(tmp_path):
     assert "mask is empty" in str(error.value.__cause__)
 
 
+def test_evaluation_needs_no_training_setup(tmp_path):
+    """evaluate.json scores a checkpoint without the training loss's VGG weights and writes no training folders."""
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=[str(BUNDLE / "configs" / n) for n in ("train.json", "quick.json", "evaluate.json")],
+        workflow_type=None,
+        bundle_root=str(BUNDLE),
+        output_dir=str(tmp_path / "eval"),
+        checkpoint=str(BUNDLE / "models" / "model.pt"),
+        vgg_pretrained=True,
+        vgg_weights_path=str(tmp_path / "missing_vgg16.pth"),
+        eval_max_images=1,
+        eval_baseline=False,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    scores = json.loads((tmp_path / "eval" / "evaluation.json").read_text(encoding="utf-8"))["results"]
+    assert all(np.isfinite(scores["CTSDG"][kind]["psnr"]) for kind in evaluation.MASK_KINDS)
+    written = {p.name for p in (tmp_path / "eval").iterdir()}
+    assert not written & {"models", "tensorboard"}, written
+
+
 def test_bundle_configs_carry_the_papers_defaults():
     train = json.loads((BUNDLE / "configs" / "train.json").read_text(encoding="utf-8"))
     assert train["loss_weights"] == {
@@ -195,7 +219,7 @@ def test_bundle_configs_carry_the_papers_defaults():
         "adversarial": 0.1,
         "intermediate": 1.0,
     }
-    assert (train["iterations"], train["batch_size"], train["g_lr"], train["d_lr_ratio"]) == (
+    assert (train["iterations"], train["batch_size"], train["learning_rate"], train["d_lr_ratio"]) == (
         10000,
         6,
         2e-4,
@@ -244,6 +268,19 @@ def test_reproduce_tables_trains_each_variant_once_and_writes_the_papers_layout(
     assert all(len(rows) == 12 and list(rows)[-1] == "biharmonic" for rows in panels.values())
     with pytest.raises(SystemExit):
         reproduce_tables.main(["--output_dir", str(tmp_path), "--iterations", "30"])
+
+
+def test_slices_are_listed_with_their_mask_seed_id_and_read_as_training_does(tmp_path):
+    nib.save(nib.Nifti1Image(brain_like(96) * 500, np.eye(4)), tmp_path / "a.nii.gz")
+    datalist_file = tmp_path / "datalist_2d.json"
+    entry = {"image": "a.nii.gz", "label": "a.nii.gz", "subject": "slices/sub-003", "slice_z": 42}
+    datalist_file.write_text(json.dumps({"test": [entry, entry]}), encoding="utf-8")
+    records = transforms.slice_datalist(str(datalist_file), "test", limit=1)
+    assert records == [{"image": str(tmp_path / "a.nii.gz"), "id": "sub-003_z42"}]
+    d = transforms.LoadSliced("image", image_size=(64, 64), edge_options={"sigma": 2.0})(records[0])
+    assert d["image"].shape == d["edge"].shape == d["gray"].shape == (1, 64, 64)
+    assert float(d["image"].min()) == 0.0 and float(d["image"].max()) == 1.0
+    assert set(np.unique(np.asarray(d["edge"]))) <= {0.0, 1.0}
 
 
 def test_mask_bank_and_source_images_are_at_the_training_size(tmp_path):

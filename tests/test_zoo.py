@@ -48,6 +48,7 @@ def test_zip_holds_the_bundle_folder_without_outputs_and_with_weight_checksums(t
         manifest = yaml.safe_load(archive.read("toy_bundle/large_files.yml"))
     assert names == [
         "toy_bundle/LICENSE",
+        "toy_bundle/MANIFEST.sha256",
         "toy_bundle/configs/inference.json",
         "toy_bundle/configs/metadata.json",
         "toy_bundle/docs/README.md",
@@ -66,6 +67,115 @@ def test_zip_holds_the_bundle_folder_without_outputs_and_with_weight_checksums(t
     assert zoo.verify(target) == []
 
 
+def test_manifest_lists_the_sha256_of_every_other_file_in_the_zip(tmp_path):
+    """MANIFEST.sha256 (``sha256sum`` format) covers every file of the zip but itself, not only models/."""
+    target = zoo.pack(fake_bundle(tmp_path), tmp_path / "dist")
+    with zipfile.ZipFile(target) as archive:
+        files = {n.removeprefix("toy_bundle/"): archive.read(n) for n in archive.namelist()}
+    lines = files.pop("MANIFEST.sha256").decode().splitlines()
+    assert lines == [f"{hashlib.sha256(data).hexdigest()}  {name}" for name, data in sorted(files.items())]
+    assert [line.split("  ")[1] for line in lines] == [
+        "LICENSE",
+        "configs/inference.json",
+        "configs/metadata.json",
+        "docs/README.md",
+        "large_files.yml",
+        "models/model.pt",
+        "models/model_variant.pt",
+        "scripts/__init__.py",
+    ]
+
+
+def rewrite_zip(source, target, change):
+    """Copy the zip ``source`` to ``target`` with ``change(files)`` applied to {name: bytes}."""
+    with zipfile.ZipFile(source) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    change(files)
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return target
+
+
+@pytest.mark.parametrize(
+    "change, problems",
+    [
+        (
+            lambda f: f.update({"toy_bundle/configs/inference.json": b'{"network_def": "$evil()"}'}),
+            ["configs/inference.json: sha256 does not match MANIFEST.sha256"],
+        ),
+        (
+            lambda f: f.update({"toy_bundle/scripts/extra.py": b"import os", "toy_bundle/.hidden": b"x"}),
+            [".hidden is not listed in MANIFEST.sha256", "scripts/extra.py is not listed in MANIFEST.sha256"],
+        ),
+        (
+            lambda f: f.pop("toy_bundle/docs/README.md"),
+            ["docs/README.md listed in MANIFEST.sha256 is missing"],
+        ),
+        (
+            lambda f: f.pop("toy_bundle/MANIFEST.sha256"),
+            ["{zip} holds no toy_bundle/MANIFEST.sha256: its files cannot be checked"],
+        ),
+    ],
+    ids=["altered_config", "added_files", "removed_doc", "no_manifest"],
+)
+def test_verify_checks_every_file_of_the_zip_not_only_the_weights(tmp_path, change, problems):
+    target = zoo.pack(fake_bundle(tmp_path), tmp_path / "dist")
+    changed = rewrite_zip(target, tmp_path / "changed.zip", change)
+    assert zoo.verify(changed) == [p.format(zip=changed) for p in problems]
+    assert zoo.main(["verify", str(changed)]) == 1
+
+
+def test_verify_checks_every_file_of_an_unpacked_bundle(tmp_path):
+    bundle = fake_bundle(tmp_path)
+    with zipfile.ZipFile(zoo.pack(bundle, tmp_path / "dist")) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    unpacked = tmp_path / "unpacked" / "toy_bundle"
+    (unpacked / "docs" / "README.md").write_text("changed", encoding="utf-8")
+    (unpacked / "configs" / "extra.json").write_text("{}", encoding="utf-8")
+    assert zoo.verify(unpacked) == [
+        "configs/extra.json is not listed in MANIFEST.sha256",
+        "docs/README.md: sha256 does not match MANIFEST.sha256",
+    ]
+
+
+def test_download_large_files_accepts_the_unpacked_weights(tmp_path):
+    """MONAI's ``download_large_files`` reads large_files.yml (not MANIFEST.sha256) and, the hashes matching,
+    downloads nothing."""
+    with zipfile.ZipFile(zoo.pack(fake_bundle(tmp_path), tmp_path / "dist")) as archive:
+        archive.extractall(tmp_path / "unpacked")
+    unpacked = tmp_path / "unpacked" / "toy_bundle"
+    command = [sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(unpacked)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped downloading" in result.stdout + result.stderr
+
+
+def test_pack_refuses_symlinks_out_of_the_bundle_and_never_packs_their_content(tmp_path):
+    bundle = fake_bundle(tmp_path)
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "secret.txt").write_text("outside content", encoding="utf-8")
+    (bundle / "docs" / "secret.txt").symlink_to(outside / "secret.txt")
+    (bundle / "docs" / "folder").symlink_to(outside / "folder", target_is_directory=True)
+    (bundle / "docs" / "dangling.txt").symlink_to(tmp_path / "nowhere.txt")
+    (bundle / "docs" / "licence_copy").symlink_to(bundle / "LICENSE")  # inside the bundle: packed
+    with pytest.raises(ValueError) as error:
+        zoo.pack(bundle, tmp_path / "dist")
+    assert str(error.value) == (
+        "toy_bundle does not pass the zoo checks: "
+        f"docs/folder is a symlink to {outside / 'folder'}, outside the bundle: copy the file into the bundle or "
+        f"remove the link; docs/dangling.txt is a broken symlink (to {tmp_path / 'nowhere.txt'}); "
+        f"docs/secret.txt is a symlink to {outside / 'secret.txt'}, outside the bundle: copy the file into the "
+        "bundle or remove the link"
+    )
+    assert "docs/secret.txt" not in [p.as_posix() for p in zoo.packed_files(bundle)]
+    for name in ("secret.txt", "folder", "dangling.txt"):
+        (bundle / "docs" / name).unlink()
+    with zipfile.ZipFile(zoo.pack(bundle, tmp_path / "dist")) as archive:
+        assert archive.read("toy_bundle/docs/licence_copy") == (bundle / "LICENSE").read_bytes()
+
+
 def test_verify_catches_altered_weights(tmp_path):
     bundle = fake_bundle(tmp_path)
     with zipfile.ZipFile(zoo.pack(bundle, tmp_path / "dist")) as archive:
@@ -73,7 +183,10 @@ def test_verify_catches_altered_weights(tmp_path):
     unpacked = tmp_path / "unpacked" / "toy_bundle"
     assert zoo.verify(unpacked) == []
     torch.save(torch.nn.Linear(2, 1).state_dict(), unpacked / "models" / "model.pt")
-    assert zoo.verify(unpacked) == ["models/model.pt: sha256 does not match large_files.yml"]
+    assert zoo.verify(unpacked) == [
+        "models/model.pt: sha256 does not match large_files.yml",
+        "models/model.pt: sha256 does not match MANIFEST.sha256",
+    ]
 
 
 @pytest.mark.parametrize(

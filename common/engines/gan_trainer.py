@@ -18,9 +18,10 @@ from monai.engines.workflow import Workflow
 from monai.utils.enums import CommonKeys as Keys
 from torch import nn
 
-from ..losses.utils import composite
+from ..checks import check_keys
 from ..losses.wrappers import select_output
-from .batch import MaskedInput, prepare_inpainting_batch
+from ..masking import MaskedInput, composite
+from .batch import prepare_inpainting_batch
 from .checkpoint import RNGState
 
 __all__ = ["DiscriminatorInput", "InpaintingGanTrainer", "detach_outputs"]
@@ -133,7 +134,7 @@ class InpaintingGanTrainer(Trainer):
             discriminator name (lists are named "0", "1", ...); ``d_inputs`` defaults to
             :class:`DiscriminatorInput` () for every discriminator.
         generator_input: ``batch -> positional args`` of the generator (tensor, tuple, or dict of kwargs);
-            default :class:`MaskedInput` ("concat": masked image and mask).
+            default :class:`common.masking.MaskedInput` ("concat": masked image and mask).
         image_key, mask_key: batch keys.
         output_key: the generator's primary output (``pred``), see :func:`common.losses.select_output`.
         d_lr_ratio: if set, each discriminator's learning rate is kept at ``d_lr_ratio`` times the generator's
@@ -334,9 +335,7 @@ class InpaintingGanTrainer(Trainer):
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-        missing = [k for k in (self.image_key, self.mask_key) if k not in batch]
-        if missing:
-            raise KeyError(f"the batch lacks {missing}; it has {list(batch)}.")
+        check_keys(batch, (self.image_key, self.mask_key), "the batch")
         self._apply_d_lr_ratio()
         self.generator.train()
         for discriminator in self.discriminators.values():

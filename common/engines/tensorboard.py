@@ -16,13 +16,19 @@ from monai.handlers import TensorBoardHandler
 __all__ = ["TensorBoardPanels"]
 
 
+def _item(value, index: int):
+    """Sample ``index`` of a batched tensor, or of every tensor of a dict of them."""
+    return {k: v[index] for k, v in value.items()} if isinstance(value, dict) else value[index]
+
+
 class TensorBoardPanels(TensorBoardHandler):
     """Write ``<tag>/<key>_<channel>`` grey-level images of sample ``index`` at the end of each evaluator run.
 
     Args:
         summary_writer: an existing ``SummaryWriter``; or ``log_dir`` to create one.
         log_dir: TensorBoard folder when no writer is given.
-        keys: keys of the (decollated or batched) evaluator output to draw; each channel is a panel.
+        keys: keys of the (decollated or batched) evaluator output to draw; each channel is a panel, each entry
+            of a dict value (the inpainting target ``label``: ``image``, ``mask``) a ``<key>_<entry>`` panel set.
         index: which sample of the last batch.
         max_channels: at most this many channels per key.
         tag: prefix of the image tags.
@@ -50,15 +56,20 @@ class TensorBoardPanels(TensorBoardHandler):
         """The ``index``-th sample of a decollated (list of dicts) or batched (dict of tensors) output."""
         if isinstance(output, Sequence):
             return output[self.index]
-        return {key: value[self.index] for key, value in output.items() if isinstance(value, torch.Tensor)}
+        drawable = {key: value for key, value in output.items() if isinstance(value, (dict, torch.Tensor))}
+        return {key: _item(value, self.index) for key, value in drawable.items()}
 
     def __call__(self, engine: Engine) -> None:
         sample = self.sample(engine.state.output)
         missing = [key for key in self.keys if key not in sample]
         if missing:
             raise KeyError(f"TensorBoardPanels: the evaluator output has no {missing}; it has {sorted(sample)}")
+        panels = {}
         for key in self.keys:
-            value = torch.as_tensor(sample[key]).detach().float().cpu()
+            value = sample[key]
+            panels.update({f"{key}_{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
+        for key, value in panels.items():
+            value = torch.as_tensor(value).detach().float().cpu()
             for channel in range(min(value.shape[0], self.max_channels)):
                 plane = value[channel]
                 while plane.dim() > 2:  # 3D: the middle slice of the last axis

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..checks import check_inpainting_inputs
+from ..masking import composite
 from ..networks.vgg import VGGFeatures
-from .utils import check_inpainting_inputs, composite
 
 __all__ = ["gram_matrix", "FeatureLoss", "PerceptualLoss", "StyleLoss"]
 

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_image_pair, check_inpainting_inputs, composite
+from ..checks import check_image_pair, check_inpainting_inputs
+from ..masking import composite
 
 __all__ = ["MaskedL1Loss", "HoleL1Loss", "ValidL1Loss", "TotalVariationLoss", "LaplacianPyramidLoss"]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .utils import unpack_mask
+from ..masking import split_inpainting_target
 
 __all__ = ["MaskAwareLoss", "OutputLoss", "select_output"]
 
@@ -33,16 +33,15 @@ def select_output(pred, key: int | str | None = None) -> torch.Tensor:
 
 
 class MaskAwareLoss(nn.Module):
-    """Loss for ``monai.engines.SupervisedTrainer``: unpacks the mask from the target and calls
-    ``loss(pred, target, mask)``.
+    """Loss for ``monai.engines.SupervisedTrainer``: ``loss(pred, target)`` -> ``loss(pred, image, mask)``.
 
     ``SupervisedTrainer`` calls ``loss_function(pred, label)``; with
-    :class:`common.engines.InpaintingBatchPreparer` the label is the ground truth with the mask appended as
-    its last channel (:func:`common.losses.utils.pack_mask`), which this wrapper splits again.
+    :class:`common.engines.InpaintingBatchPreparer` the label is the inpainting target
+    ``{"image": ground truth, "mask": mask}`` (:func:`common.masking.inpainting_target`).
 
     Args:
         loss: an ``(output, target, mask)`` loss (e.g. :class:`WeightedSumLoss`), or an ``(output, target)``
-            one with ``pass_mask=False`` (e.g. :class:`InpaintingDeepSupervisionLoss`).
+            one with ``pass_mask=False`` (e.g. ``torch.nn.MSELoss()``).
         pass_mask: whether ``loss`` takes the mask.
     """
 
@@ -51,9 +50,9 @@ class MaskAwareLoss(nn.Module):
         self.loss = loss
         self.pass_mask = pass_mask
 
-    def forward(self, pred, packed_target: torch.Tensor) -> torch.Tensor:
-        target, mask = unpack_mask(packed_target)
-        return self.loss(pred, target, mask) if self.pass_mask else self.loss(pred, target)
+    def forward(self, pred, target: dict[str, torch.Tensor]) -> torch.Tensor:
+        image, mask = split_inpainting_target(target)
+        return self.loss(pred, image, mask) if self.pass_mask else self.loss(pred, image)
 
 
 class OutputLoss(nn.Module):

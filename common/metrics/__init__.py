@@ -1,7 +1,6 @@
 """metrics shared by the medinpaint bundles."""
 
 from .base import ReducedMetric
-from .binning import MaskRatioBinnedMetric
 from .image import (
     ROI_MODES,
     MAEMetric,
@@ -25,7 +24,6 @@ __all__ = [
     "LPIPSMetric",
     "MAEMetric",
     "MSEMetric",
-    "MaskRatioBinnedMetric",
     "PSNRMetric",
     "PearsonMetric",
     "ReducedMetric",

@@ -14,22 +14,24 @@ metrics (SSIM, UQI) average their local map over the windows lying *entirely* in
 outside the RoI never influence the value; for ``"bbox"`` this equals cropping the box and computing the
 metric on the crop. An RoI without a single full window raises ValueError.
 
-The mask reaches a metric either as ``metric(y_pred, y, mask=mask)`` or packed as the last channel of
-``y`` (:func:`common.losses.utils.pack_mask`; detected because ``y`` then has one channel more than
-``y_pred``), which is how it travels through ``IgniteMetricHandler``'s ``(y_pred, y)`` interface (see
-:func:`from_engine_with_mask`).
+The mask reaches a metric as ``metric(y_pred, y, mask=mask)``, or by name inside ``y``: the inpainting target
+``{"image": ground truth, "mask": mask}`` (:func:`common.masking.inpainting_target`, or a decollated list of
+them), which is how it travels through ``IgniteMetricHandler``'s ``(y_pred, y)`` interface: the ``label`` of
+:class:`common.engines.InpaintingBatchPreparer`, or :func:`from_engine_with_mask` for engine outputs that keep
+the mask under its own key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from monai.metrics.regression import compute_ssim_and_cs
 from monai.utils import MetricReduction, ensure_tuple_rep
 
-from ..losses.utils import check_binary_mask, check_image_pair, pack_mask, unpack_mask
+from ..checks import check_binary_mask, check_image_pair
+from ..masking import inpainting_target, split_inpainting_target
 from .base import ReducedMetric
 
 __all__ = [
@@ -74,20 +76,18 @@ def roi_region(mask: torch.Tensor, roi: str) -> torch.Tensor:
 def from_engine_with_mask(
     pred_key: str = "pred", label_key: str = "label", mask_key: str = "mask"
 ) -> Callable[[dict | list], tuple]:
-    """``output_transform`` for ``IgniteMetricHandler``: ``(pred, label with the mask packed as last channel)``.
+    """``output_transform`` for ``IgniteMetricHandler`` on an engine output that keeps the mask under its own
+    key (:class:`common.engines.InpaintingGanTrainer`): ``(pred, {"image": label, "mask": mask})``.
 
-    Works on a batched output dict or on MONAI's decollated list of per-image dicts. The mask must be in the
-    engine output (the inpainting engines put it there; for ``SupervisedEvaluator`` copy it with a
-    postprocessing ``CopyItemsd(keys="mask", names="mask")`` or use the packed label of
-    :class:`common.engines.InpaintingBatchPreparer`, which already carries it: then use MONAI's ``from_engine``).
+    Works on a batched output dict or on MONAI's decollated list of per-image dicts. With
+    :class:`common.engines.InpaintingBatchPreparer` the ``label`` already is that target: use MONAI's
+    ``from_engine(["pred", "label"])``.
     """
 
     def _transform(output):
         if isinstance(output, dict):
-            return output[pred_key], pack_mask(output[label_key], output[mask_key])
-        preds = [o[pred_key] for o in output]
-        labels = [pack_mask(o[label_key], o[mask_key], channel_dim=0) for o in output]
-        return preds, labels
+            return output[pred_key], inpainting_target(output[label_key], output[mask_key])
+        return [o[pred_key] for o in output], [inpainting_target(o[label_key], o[mask_key]) for o in output]
 
     return _transform
 
@@ -111,7 +111,7 @@ def _windows_inside(region: torch.Tensor, window: Sequence[int]) -> torch.Tensor
 
 
 class RoIImageMetric(ReducedMetric):
-    """Base of the image metrics: input checks, mask unpacking, RoI, reduction (see the module docstring).
+    """Base of the image metrics: input checks, the mask by name, RoI, reduction (see the module docstring).
 
     Subclasses implement ``_compute_roi(y_pred, y, region) -> (B, 1)``.
     """
@@ -128,24 +128,35 @@ class RoIImageMetric(ReducedMetric):
         self.roi = roi
 
     def __call__(self, y_pred, y=None, mask=None):  # type: ignore[override]
-        if mask is not None:
-            if isinstance(y, (list, tuple)):
-                y = [pack_mask(t, m, channel_dim=0) for t, m in zip(y, mask)]
-            else:
-                y = pack_mask(y, mask)
-        return super().__call__(y_pred, y)
+        """``y``: the ground truth (tensor or list) with ``mask`` (same form) when the RoI needs it, or the
+        inpainting target(s) ``{"image", "mask"}`` carrying both."""
+        if isinstance(y, Mapping) or (isinstance(y, (list, tuple)) and y and isinstance(y[0], Mapping)):
+            if mask is not None:
+                raise ValueError("pass the mask either inside the inpainting target y or as mask=, not both.")
+            y, mask = split_inpainting_target(y)
+        return super().__call__(y_pred, y, mask=mask)
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs) -> torch.Tensor:  # type: ignore[override]
+    def _compute_list(self, y_pred, y=None, mask=None):  # type: ignore[override]
+        """Per-item computation of channel-first lists (MONAI's passes one ``mask`` to every item)."""
         if y is None:
             raise ValueError(f"{type(self).__name__} needs a ground truth `y`.")
-        mask = None
-        if y.ndim == y_pred.ndim and y.shape[1] == y_pred.shape[1] + 1:
-            y, mask = unpack_mask(y)
+        masks = [None] * len(y_pred) if mask is None else mask
+        return torch.cat(
+            [
+                self._compute_tensor(p.detach()[None], t.detach()[None], None if m is None else m.detach()[None])
+                for p, t, m in zip(y_pred, y, masks)
+            ]
+        )
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, mask=None) -> torch.Tensor:  # type: ignore[override]
+        if y is None:
+            raise ValueError(f"{type(self).__name__} needs a ground truth `y`.")
         check_image_pair(y_pred, y, names=("y_pred", "y"))
         if mask is None:
             if self.roi != "image":
                 raise ValueError(
-                    f"roi={self.roi!r} needs the mask: pass mask=... or pack it as the last channel of y."
+                    f"roi={self.roi!r} needs the mask: pass mask=... or the inpainting target "
+                    f"{{'image', 'mask'}} as y."
                 )
             mask = torch.ones_like(y[:, :1])
         region = roi_region(mask.to(y.dtype), self.roi)
@@ -189,15 +200,18 @@ class PSNRMetric(RoIImageMetric):
     """PSNR = 10 log10(max_val^2 / MSE) with the MSE over the RoI (dB; inf for identical images).
 
     On the whole image it equals ``monai.metrics.PSNRMetric`` (checked in the tests); MONAI's has no RoI.
+    ``max_val=None`` takes each ground-truth image's own maximum (over the whole image), as papers on
+    standardised MRI do where no fixed intensity range exists.
     """
 
-    def __init__(self, max_val: float = 1.0, roi: str = "image", **kwargs) -> None:
+    def __init__(self, max_val: float | None = 1.0, roi: str = "image", **kwargs) -> None:
         super().__init__(roi, **kwargs)
-        self.max_val = float(max_val)
+        self.max_val = None if max_val is None else float(max_val)
 
     def _compute_roi(self, y_pred, y, region):
         mse = _roi_mean((y_pred - y) ** 2, region)
-        return 10.0 * torch.log10(self.max_val**2 / mse)
+        max_val = self.max_val if self.max_val is not None else y.flatten(1).amax(dim=1, keepdim=True)
+        return 10.0 * torch.log10(max_val**2 / mse)
 
 
 class PearsonMetric(RoIImageMetric):

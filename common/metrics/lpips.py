@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from monai.utils import MetricReduction
 
-from ..losses.utils import check_image_pair
+from ..checks import check_image_pair
 from ..networks.vgg import LPIPSNetwork
 from .base import ReducedMetric
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from monai.metrics.confusion_matrix import compute_confusion_matrix_metric, get_confusion_matrix
 
-from ..losses.utils import check_binary_mask, check_image_pair
+from ..checks import check_binary_mask, check_image_pair
 from .base import ReducedMetric
 
 __all__ = ["OVERLAP_METRICS", "BinaryOverlapMetric", "BestThresholdDiceMetric"]

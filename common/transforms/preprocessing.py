@@ -34,7 +34,8 @@ import SimpleITK as sitk
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import FillHoles, KeepLargestConnectedComponent, MapTransform
+from monai.utils import convert_to_numpy
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.restoration import denoise_nl_means
@@ -80,16 +81,17 @@ def _check_volume(volume: Any, name: str = "image") -> np.ndarray:
 
 
 def head_mask(volume: np.ndarray) -> np.ndarray:
-    """Head (or brain, for skull-stripped input) mask: above Otsu's threshold, largest component, holes filled."""
+    """Head (or brain, for skull-stripped input) mask: above Otsu's threshold, largest face-connected component
+    (MONAI ``KeepLargestConnectedComponent``), closed, holes filled (MONAI ``FillHoles``)."""
     volume = _check_volume(volume)
     if np.ptp(volume) <= 0:
         raise ValueError("the image is constant: no head can be found (empty brain/head mask)")
-    foreground = volume > threshold_otsu(volume)
-    labels, count = ndimage.label(foreground)
-    if count == 0:
+    foreground = (volume > threshold_otsu(volume)).astype(np.uint8)[None]
+    if not foreground.any():
         raise ValueError("empty head mask: no voxel above Otsu's threshold")
-    largest = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    return ndimage.binary_fill_holes(ndimage.binary_closing(largest, iterations=2))
+    largest = KeepLargestConnectedComponent(applied_labels=[1], connectivity=1)(foreground)
+    closed = ndimage.binary_closing(convert_to_numpy(largest)[0] > 0, iterations=2).astype(np.uint8)[None]
+    return convert_to_numpy(FillHoles(applied_labels=[1], connectivity=1)(closed))[0] > 0
 
 
 def standardise_intensity(volume: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, float]:

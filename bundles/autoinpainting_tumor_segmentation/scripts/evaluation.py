@@ -1,6 +1,6 @@
 """Segmentation evaluation of autoinpainting (and of the anomaly-detection baselines) on tumour slices.
 
-Per subject, its tumour slices are stacked into a volume; the residual volume (common.engines.residual_volume)
+Per subject, its tumour slices are stacked into a volume; the residual volume (autoinpainting.residual_volume)
 is thresholded at a fixed threshold (Dice, precision, recall) and at the per-subject best threshold from the
 range ``[start, stop, step]`` (Dice). Subjects are averaged. Figures show, for the slice with the largest tumour
 of each subject: the slice, the candidate circles (top-k in colour), the final mask, the inpainted slice, the
@@ -12,19 +12,24 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data import load_decathlon_datalist
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage
 
-from common.engines import AutoInpainter, residual_volume
 from common.metrics import BestThresholdDiceMetric, BinaryOverlapMetric
+
+from .autoinpainting import AutoInpainter, residual_volume
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_tumour_cases", "segment_subjects", "evaluate_segmentation", "save_panel"]
+__all__ = ["tumour_slices", "load_tumour_cases", "segment_subjects", "evaluate_segmentation", "save_panel"]
+
+#: datalist keys of a tumour slice, its tumour label and its organ-of-interest mask in the sample data
+SAMPLE_DATA_KEYS = {"image": "image_tumour", "label": "label_tumour", "ooi": "brain"}
 
 
 def _read_mask(path: str) -> torch.Tensor:
@@ -32,20 +37,37 @@ def _read_mask(path: str) -> torch.Tensor:
     return (mask.as_tensor() > 0).float()
 
 
+def tumour_slices(
+    datalist_file: str, splits: Sequence[str], keys: Mapping[str, str] | None = None
+) -> list[dict]:
+    """Every slice with a tumour (``tumour_pixels > 0``) of ``splits`` of a decathlon datalist, with its
+    ``subject`` (and ``slice_z``) and the files named by ``keys``: {key in the returned entry: key in the
+    datalist}, default :data:`SAMPLE_DATA_KEYS` (``image``, ``label``, ``ooi``, what evaluation reads)."""
+    keys = dict(SAMPLE_DATA_KEYS if keys is None else keys)
+    slices = []
+    for split in splits:
+        for entry in load_decathlon_datalist(datalist_file, False, split):
+            if entry.get("tumour_pixels", 0) > 0:
+                where = {k: entry[k] for k in ("subject", "slice_z") if k in entry}
+                slices.append({**where, **{name: entry[key] for name, key in keys.items()}})
+    return slices
+
+
 def load_tumour_cases(datalist: Sequence[dict], load: Sequence) -> dict[str, list[dict]]:
-    """{subject: [slices sorted by z]}, each ``{"image", "label", "ooi", "z"}``, the image preprocessed by the
-    bundle's ``load`` transforms (key ``image``), tumour label and brain mask as (1, H, W) binary tensors."""
+    """{subject: [slices sorted by z]} of the :func:`tumour_slices` entries, each ``{"image", "label", "ooi",
+    "z"}``, the image preprocessed by the bundle's ``load`` transforms (key ``image``), tumour label and
+    organ-of-interest mask as (1, H, W) binary tensors."""
     preprocess = Compose(list(load))
     subjects: dict[str, list[dict]] = defaultdict(list)
     for entry in datalist:
-        image = preprocess({"image": entry["image_tumour"]})["image"]
+        image = preprocess({"image": entry["image"]})["image"]
         # load_decathlon_datalist turns "sub-007" into a path when a folder of that name exists
         subject = Path(str(entry["subject"])).name
         subjects[subject].append(
             {
                 "image": image.as_tensor() if hasattr(image, "as_tensor") else image,
-                "label": _read_mask(entry["label_tumour"]),
-                "ooi": _read_mask(entry["brain"]),
+                "label": _read_mask(entry["label"]),
+                "ooi": _read_mask(entry["ooi"]),
                 "z": entry.get("slice_z", len(subjects[subject])),
             }
         )

@@ -1,4 +1,4 @@
-"""Command line for the paper's PET/CT preprocessing of one subject (``common.transforms.prepare_pet_ct_subject``).
+"""Command line for the paper's PET/CT preprocessing of one subject (``pet_ct.prepare_pet_ct_subject``).
 
 CT (DICOM series folder or NIfTI, HU) + PET (DICOM series folder; SUV from its headers) [+ organ-of-interest
 mask] [+ tumour mask] -> PET on the CT grid (cubic B-spline), CT window of the site, SUV [0, 12], axial slices
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common.transforms.pet_ct import CT_WINDOWS, MODALITY_CHANNELS, SPLITS, SUV_RANGE, prepare_pet_ct_subject
+from .pet_ct import CT_WINDOWS, MODALITY_CHANNELS, SPLITS, SUV_RANGE, prepare_pet_ct_subject
 
 
 def main(argv=None) -> list[dict]:

@@ -3,6 +3,7 @@ plus healthy volumes paired with themselves so that the network learns when not 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -14,19 +15,22 @@ import torch
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from common.data import MNI_AFFINE
+from common.engines import read_state_dict
 from common.transforms.preprocessing import MNIPreprocessd
 
 logger = logging.getLogger(__name__)
 FILL_VALUE = -1.0
 
 
-def load_weights(network: torch.nn.Module, checkpoint: str | os.PathLike) -> torch.nn.Module:
-    """Load a state dict (or a CheckpointSaver dict holding it under "model") into ``network``."""
-    if not Path(checkpoint).exists():
+def load_stage(
+    network_def: torch.nn.Module, checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
+    """A copy of ``network_def`` holding one stage's weights (``checkpoint``), in eval mode on ``device``."""
+    if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist: train that stage first")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    network.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-    return network
+    network = copy.deepcopy(network_def)
+    network.load_state_dict(read_state_dict(checkpoint, map_location="cpu"))
+    return network.to(device).eval()
 
 
 def preprocessor(keys: Sequence[str], label_keys: Sequence[str], options: dict) -> Compose:
@@ -60,7 +64,7 @@ def fill_lesions(
 
 def build_blind_datalist(
     datalist: Sequence[dict],
-    network: torch.nn.Module,
+    network_def: torch.nn.Module,
     checkpoint: str,
     output_dir: str,
     preprocessing: dict,
@@ -72,13 +76,14 @@ def build_blind_datalist(
     """Blind training pairs ``[{"image": lesioned T1, "label": its stage-1 fill}, {"image": healthy T1, "label":
     itself}, ...]``.
 
-    Targets are written to ``output_dir/blind_targets`` already preprocessed (MNI grid, standardised, the
-    network's space), so the blind training loads them as they are while its inputs go through the same
-    deterministic ``preprocessing`` (MNIPreprocessd options) as here.
+    The fills come from a copy of ``network_def`` with the stage-1 weights ``checkpoint``. Targets are written to
+    ``output_dir/blind_targets`` already preprocessed (MNI grid, standardised, the network's space), so the blind
+    training loads them as they are while its inputs go through the same deterministic ``preprocessing``
+    (MNIPreprocessd options) as here.
     """
     if not datalist:
         raise ValueError("empty datalist: no lesioned volume to build blind targets from")
-    load_weights(network, checkpoint).to(device)
+    network = load_stage(network_def, checkpoint, device)
     folder = Path(output_dir) / "blind_targets"
     folder.mkdir(parents=True, exist_ok=True)
     prepare_lesioned = preprocessor([lesioned_key, lesion_key], [lesion_key], preprocessing)

@@ -1,20 +1,25 @@
-"""Held-out evaluation of both stages against the lesion-free truth, tissue-segmentation robustness, the
-abnormal-WM map, and an orthogonal-slices figure (input, output, difference)."""
+"""Held-out evaluation of both stages against the lesion-free truth (PSNR, Pearson, tissue-segmentation
+robustness, abnormal-WM Dice), an orthogonal-slices figure, and the choice of the abnormal-WM threshold on the
+validation subjects. ``evaluate.json`` runs :class:`Evaluation` (``run``) and :class:`ThresholdSweep`
+(``sweeping``); both score subjects with the same functions (:func:`volume_psnr`, :func:`volume_pearson`,
+:func:`dice`, ``abnormal_wm.abnormal_wm_map``)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from monai.metrics import compute_dice
+
+from common.metrics import PearsonMetric, PSNRMetric
 
 from .abnormal_wm import abnormal_wm_map
-from .blind_data import fill_lesions, load_weights, predict, preprocessor
-from .metrics import dice, pearson, psnr
+from .blind_data import fill_lesions, load_stage, predict, preprocessor
 from .tissue import GM, WM, gmm_tissue_classes
 
 logger = logging.getLogger(__name__)
@@ -31,54 +36,63 @@ PAPER = {
 }
 
 
-def _networks(network_def, nonblind_checkpoint, blind_checkpoint, device):
-    """Copies of ``network_def`` with each stage's weights, for the checkpoints that exist (logged)."""
-    nets = {}
-    for stage, path in (("nonblind", nonblind_checkpoint), ("blind", blind_checkpoint)):
-        if path and Path(path).exists():
-            nets[stage] = load_weights(copy.deepcopy(network_def), path).to(device).eval()
-        else:
-            logger.warning("no %s checkpoint at %s: that stage is not evaluated", stage, path)
-    if not nets:
-        raise FileNotFoundError(
-            f"neither {nonblind_checkpoint} nor {blind_checkpoint} exists: train the bundle first"
-        )
-    return nets
+def _batch(volume) -> torch.Tensor:
+    """A (X, Y, Z) volume as a float64 (1, 1, X, Y, Z) batch for MONAI-style metrics."""
+    return torch.as_tensor(np.asarray(volume, dtype=np.float64))[None, None]
+
+
+def volume_psnr(pred, truth) -> float:
+    """Whole-volume PSNR ``20 log10(max(truth) / RMSE)`` (the paper's; inf when identical)."""
+    return float(PSNRMetric(max_val=None)(_batch(pred), _batch(truth)))
+
+
+def volume_pearson(pred, truth) -> float:
+    """Pearson correlation of all voxels."""
+    return float(PearsonMetric()(_batch(pred), _batch(truth)))
+
+
+def dice(a, b) -> float:
+    """Dice of two binary maps (1.0 when both are empty), MONAI's ``compute_dice``."""
+    return float(compute_dice(_batch(a), _batch(b), include_background=True, ignore_empty=False))
+
+
+def _tissue_dice(labels: np.ndarray, reference: np.ndarray) -> float:
+    """Mean of the GM and WM Dice coefficients against the reference classification."""
+    return float(np.mean([dice(labels == c, reference == c) for c in (GM, WM)]))
+
+
+def _subject_name(entry: dict, index: int) -> str:
+    return Path(str(entry.get("subject", index))).name  # load_decathlon_datalist makes it a path
 
 
 def evaluate_subject(nets: dict, data: dict, abnormal_threshold: float, device="cpu") -> tuple[dict, dict]:
     """Scores of one preprocessed subject (MNI grid, standardised) and its volumes for the figure."""
     truth, lesioned = data["image"][0].numpy(), data["image_ms"][0].numpy()
     lesion, brain = data["label_ms"][0].numpy() > 0, data["brain"][0].numpy() > 0
-    scores = {"psnr_input": psnr(lesioned, truth), "pearson_input": pearson(lesioned, truth)}
+    scores = {"psnr_input": volume_psnr(lesioned, truth), "pearson_input": volume_pearson(lesioned, truth)}
     volumes = {"input": lesioned}
     if "nonblind" in nets:
         filled = fill_lesions(nets["nonblind"], data["image_ms"], data["label_ms"], device)[0].numpy()
-        scores.update(nonblind_psnr=psnr(filled, truth), nonblind_pearson=pearson(filled, truth))
+        scores.update(
+            nonblind_psnr=volume_psnr(filled, truth), nonblind_pearson=volume_pearson(filled, truth)
+        )
         volumes["nonblind"] = filled
     if "blind" in nets:
         inpainted = predict(nets["blind"], data["image_ms"], device)[0].numpy()
         normal = predict(nets["blind"], data["image"], device)[0].numpy()
         reference = gmm_tissue_classes(truth, brain)
-        lesioned_classes = gmm_tissue_classes(lesioned, brain)
-        inpainted_classes = gmm_tissue_classes(inpainted, brain)
         abnormal = abnormal_wm_map(lesioned, inpainted, abnormal_threshold)
         scores.update(
-            blind_psnr_ms=psnr(inpainted, truth),
-            blind_pearson_ms=pearson(inpainted, truth),
-            blind_psnr_normal=psnr(normal, truth),
-            blind_pearson_normal=pearson(normal, truth),
-            tissue_dice_lesioned=_tissue_dice(lesioned_classes, reference),
-            tissue_dice_inpainted=_tissue_dice(inpainted_classes, reference),
+            blind_psnr_ms=volume_psnr(inpainted, truth),
+            blind_pearson_ms=volume_pearson(inpainted, truth),
+            blind_psnr_normal=volume_psnr(normal, truth),
+            blind_pearson_normal=volume_pearson(normal, truth),
+            tissue_dice_lesioned=_tissue_dice(gmm_tissue_classes(lesioned, brain), reference),
+            tissue_dice_inpainted=_tissue_dice(gmm_tissue_classes(inpainted, brain), reference),
             abnormal_wm_dice=dice(abnormal, lesion),
         )
         volumes["blind"] = inpainted
     return scores, volumes
-
-
-def _tissue_dice(labels: np.ndarray, reference: np.ndarray) -> float:
-    """Mean of the GM and WM Dice coefficients against the reference classification."""
-    return float(np.mean([dice(labels == c, reference == c) for c in (GM, WM)]))
 
 
 def save_orthogonal_slices(volumes: dict, path: str | os.PathLike, centre=None) -> None:
@@ -118,103 +132,159 @@ def save_orthogonal_slices(volumes: dict, path: str | os.PathLike, centre=None) 
     plt.close(figure)
 
 
-def report(
-    network_def: torch.nn.Module,
-    datalist: list[dict],
-    nonblind_checkpoint: str,
-    blind_checkpoint: str,
-    output_dir: str,
-    preprocessing: dict,
-    abnormal_threshold: float,
-    device: str | torch.device = "cpu",
-) -> dict:
-    """Evaluate every subject of ``datalist`` (keys image, image_ms, label_ms, brain) and write
-    ``evaluation.json``, ``evaluation.md`` (measured vs paper) and ``orthogonal_slices.png`` to ``output_dir``.
-
-    ``abnormal_threshold``: |lesioned - inpainted| above it (in units of the mean head intensity) inside WM marks
-    abnormal WM (``scripts.abnormal_wm``); choose it on the validation subjects with
-    :func:`sweep_abnormal_threshold`, never on these.
-    """
-    if not datalist:
-        raise ValueError("empty evaluation datalist")
-    nets = _networks(network_def, nonblind_checkpoint, blind_checkpoint, device)
-    keys = ["image_ms", "image", "label_ms", "brain"]
-    prepare = preprocessor(keys, ["label_ms", "brain"], preprocessing)
-    per_subject = []
-    for index, entry in enumerate(datalist):
-        data = prepare({k: entry[k] for k in keys})
-        scores, volumes = evaluate_subject(nets, data, abnormal_threshold, device)
-        per_subject.append({"subject": Path(str(entry.get("subject", index))).name, **scores})
-        if index == 0:
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-            lesion = data["label_ms"][0].numpy() > 0
-            centre = (
-                tuple(int(c) for c in np.round(np.argwhere(lesion).mean(axis=0))) if lesion.any() else None
-            )
-            save_orthogonal_slices(volumes, Path(output_dir) / "orthogonal_slices.png", centre)
-    names = [k for k in per_subject[0] if k != "subject"]
-    summary = {k: float(np.mean([s[k] for s in per_subject])) for k in names}
-    result = {
-        "summary": summary,
-        "subjects": per_subject,
-        "paper": PAPER,
-        "abnormal_threshold": abnormal_threshold,
-    }
-    Path(output_dir, "evaluation.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    Path(output_dir, "evaluation.md").write_text(markdown_table(summary, len(per_subject)), encoding="utf-8")
-    logger.info("evaluation summary: %s", summary)
-    return result
+def _stages(network_def, nonblind_checkpoint, checkpoint, device) -> dict:
+    """Each stage's network for the checkpoints that exist (a missing one is logged and that stage skipped)."""
+    nets = {}
+    for stage, path in (("nonblind", nonblind_checkpoint), ("blind", checkpoint)):
+        if path and Path(path).is_file():
+            nets[stage] = load_stage(network_def, path, device)
+        else:
+            logger.warning("no %s checkpoint at %s: that stage is not evaluated", stage, path)
+    if not nets:
+        raise FileNotFoundError(
+            f"neither {nonblind_checkpoint} nor {checkpoint} exists: train the bundle first"
+        )
+    return nets
 
 
-def sweep_abnormal_threshold(
-    network_def: torch.nn.Module,
-    datalist: list[dict],
-    blind_checkpoint: str,
-    output_dir: str,
-    preprocessing: dict,
-    thresholds: list[float],
-    device: str | torch.device = "cpu",
-) -> dict:
-    """Mean Dice of the abnormal-WM map against ``label_ms`` for each candidate threshold on ``datalist`` (the
-    validation subjects), the threshold with the highest mean (the smallest on ties), written to
-    ``output_dir/threshold_sweep.json``. WM is the MNI WM prior, as at inference.
-
-    For reference (not used for the choice), ``oracle_mean_dice`` applies the same rule to the lesion-free truth
-    ``image`` in place of the network's output: what a perfect inpainting would reach with this map."""
-    if not datalist or not thresholds:
-        raise ValueError("the threshold sweep needs at least one subject and one candidate threshold")
-    network = load_weights(copy.deepcopy(network_def), blind_checkpoint).to(device).eval()
-    keys = ["image_ms", "image", "label_ms"]
-    prepare = preprocessor(keys, ["label_ms"], preprocessing)
-    thresholds = sorted(float(t) for t in thresholds)
-    per_subject = []
-    for index, entry in enumerate(datalist):
-        data = prepare({k: entry[k] for k in keys})
-        lesioned, lesion = data["image_ms"][0].numpy(), data["label_ms"][0].numpy() > 0
-        scores = {}
-        for name, inpainted in (
-            ("dice", predict(network, data["image_ms"], device)[0].numpy()),
-            ("oracle_dice", data["image"][0].numpy()),
-        ):
-            scores[name] = [dice(abnormal_wm_map(lesioned, inpainted, t), lesion) for t in thresholds]
-        per_subject.append({"subject": Path(str(entry.get("subject", index))).name, **scores})
-    mean, oracle = (
-        [float(np.mean([s[name][i] for s in per_subject])) for i in range(len(thresholds))]
-        for name in ("dice", "oracle_dice")
-    )
-    best = int(np.argmax(mean))
-    result = {
-        "chosen_threshold": thresholds[best],
-        "chosen_mean_dice": mean[best],
-        "thresholds": thresholds,
-        "mean_dice": mean,
-        "oracle_mean_dice": oracle,
-        "subjects": per_subject,
-    }
+def _write_json(output_dir: str | os.PathLike, name: str, result: dict) -> None:
     Path(output_dir).mkdir(parents=True, exist_ok=True)
-    Path(output_dir, "threshold_sweep.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    logger.info("abnormal-WM threshold %.3f (validation Dice %.4f)", thresholds[best], mean[best])
-    return result
+    Path(output_dir, name).write_text(json.dumps(result, indent=1), encoding="utf-8")
+
+
+class Evaluation:
+    """Both stages on held-out subjects (``datalist`` entries with image, image_ms, label_ms, brain), written to
+    ``output_dir`` as ``evaluation.json``, ``evaluation.md`` (measured vs paper) and ``orthogonal_slices.png``.
+
+    Args:
+        network_def: the architecture of both stages (copied; the checkpoints are loaded into the copies).
+        checkpoint / nonblind_checkpoint: blind (stage 2) and non-blind (stage 1) weights; a missing one skips
+            its stage.
+        preprocessing_options: ``MNIPreprocessd`` flags, as in training.
+        abnormal_threshold: |lesioned - inpainted| above it (units of the mean head intensity) inside WM marks
+            abnormal WM; choose it on the validation subjects with :class:`ThresholdSweep`, never on these.
+    """
+
+    def __init__(
+        self,
+        network_def: torch.nn.Module,
+        checkpoint: str,
+        nonblind_checkpoint: str,
+        datalist: Sequence[dict],
+        output_dir: str,
+        preprocessing_options: dict,
+        abnormal_threshold: float,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not datalist:
+            raise ValueError("empty evaluation datalist")
+        self.network_def, self.checkpoint, self.nonblind_checkpoint = (
+            network_def,
+            checkpoint,
+            nonblind_checkpoint,
+        )
+        self.datalist, self.output_dir, self.device = list(datalist), output_dir, device
+        self.preprocessing_options, self.abnormal_threshold = preprocessing_options, abnormal_threshold
+
+    def run(self) -> dict:
+        nets = _stages(self.network_def, self.nonblind_checkpoint, self.checkpoint, self.device)
+        keys = ["image_ms", "image", "label_ms", "brain"]
+        prepare = preprocessor(keys, ["label_ms", "brain"], self.preprocessing_options)
+        per_subject = []
+        for index, entry in enumerate(self.datalist):
+            data = prepare({k: entry[k] for k in keys})
+            scores, volumes = evaluate_subject(nets, data, self.abnormal_threshold, self.device)
+            per_subject.append({"subject": _subject_name(entry, index), **scores})
+            if index == 0:
+                Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+                lesion = data["label_ms"][0].numpy() > 0
+                centre = (
+                    tuple(int(c) for c in np.round(np.argwhere(lesion).mean(axis=0)))
+                    if lesion.any()
+                    else None
+                )
+                save_orthogonal_slices(volumes, Path(self.output_dir) / "orthogonal_slices.png", centre)
+        names = [k for k in per_subject[0] if k != "subject"]
+        summary = {k: float(np.mean([s[k] for s in per_subject])) for k in names}
+        result = {
+            "summary": summary,
+            "subjects": per_subject,
+            "paper": PAPER,
+            "abnormal_threshold": self.abnormal_threshold,
+        }
+        _write_json(self.output_dir, "evaluation.json", result)
+        markdown = markdown_table(summary, len(per_subject))
+        Path(self.output_dir, "evaluation.md").write_text(markdown, encoding="utf-8")
+        logger.info("evaluation summary: %s", summary)
+        return result
+
+
+class ThresholdSweep:
+    """Choose the abnormal-WM threshold on the validation subjects (``datalist``: image_ms, image, label_ms).
+
+    For each candidate ``start, start + step, ..., stop`` the mean Dice of the abnormal-WM map (blind
+    ``checkpoint``, WM = the MNI WM prior as at inference) against ``label_ms``; the best (the smallest on ties) is
+    written with all candidates to ``output_dir/threshold_sweep.json``. ``oracle_mean_dice`` applies the same
+    rule to the lesion-free truth ``image`` in place of the network's output (not used for the choice): what a
+    perfect inpainting would reach with this map.
+    """
+
+    def __init__(
+        self,
+        network_def: torch.nn.Module,
+        checkpoint: str,
+        datalist: Sequence[dict],
+        output_dir: str,
+        preprocessing_options: dict,
+        start: float = 0.05,
+        stop: float = 1.0,
+        step: float = 0.05,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not datalist:
+            raise ValueError("the threshold sweep needs at least one subject")
+        if not 0 < start <= stop or step <= 0:
+            raise ValueError(
+                f"need 0 < start <= stop and step > 0, got start={start}, stop={stop}, step={step}"
+            )
+        count = int(round((stop - start) / step)) + 1
+        self.thresholds = [round(start + i * step, 6) for i in range(count)]
+        self.network_def, self.checkpoint, self.datalist = network_def, checkpoint, list(datalist)
+        self.output_dir, self.preprocessing_options, self.device = output_dir, preprocessing_options, device
+
+    def run(self) -> dict:
+        network = load_stage(self.network_def, self.checkpoint, self.device)
+        keys = ["image_ms", "image", "label_ms"]
+        prepare = preprocessor(keys, ["label_ms"], self.preprocessing_options)
+        per_subject = []
+        for index, entry in enumerate(self.datalist):
+            data = prepare({k: entry[k] for k in keys})
+            lesioned, lesion = data["image_ms"][0].numpy(), data["label_ms"][0].numpy() > 0
+            scores = {}
+            for name, inpainted in (
+                ("dice", predict(network, data["image_ms"], self.device)[0].numpy()),
+                ("oracle_dice", data["image"][0].numpy()),
+            ):
+                scores[name] = [
+                    dice(abnormal_wm_map(lesioned, inpainted, t), lesion) for t in self.thresholds
+                ]
+            per_subject.append({"subject": _subject_name(entry, index), **scores})
+        mean, oracle = (
+            [float(np.mean([s[name][i] for s in per_subject])) for i in range(len(self.thresholds))]
+            for name in ("dice", "oracle_dice")
+        )
+        best = int(np.argmax(mean))
+        result = {
+            "chosen_threshold": self.thresholds[best],
+            "chosen_mean_dice": mean[best],
+            "thresholds": self.thresholds,
+            "mean_dice": mean,
+            "oracle_mean_dice": oracle,
+            "subjects": per_subject,
+        }
+        _write_json(self.output_dir, "threshold_sweep.json", result)
+        logger.info("abnormal-WM threshold %.3f (validation Dice %.4f)", self.thresholds[best], mean[best])
+        return result
 
 
 def markdown_table(summary: dict, n_subjects: int) -> str:

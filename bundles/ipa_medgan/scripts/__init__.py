@@ -1,4 +1,5 @@
-"""Bundle-specific code of `ipa_medgan` (imported by the configs as ``scripts``, with the bundle root on
-``sys.path`` as in the MONAI model zoo)."""
+"""Code of the `ipa_medgan` bundle only: the cascaded MultiResUNet generator, discriminators, style loss, mask
+banks, intensity transforms and the Table I report. The configs load it with
+``common.bundle_scripts.load_bundle_scripts(@bundle_root)`` and reach it as ``@scripts.<module>.<name>``."""
 
-from . import evaluation, losses, masks, networks, transforms  # noqa: F401
+from . import data, evaluation, losses, masks, multiresunet, networks, transforms  # noqa: F401

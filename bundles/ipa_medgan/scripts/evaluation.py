@@ -1,11 +1,12 @@
 """Table I of ipA-MedGAN on the test split: SSIM, PSNR, MSE (0-255) and UQI for every model and experiment,
 beside the paper's numbers, and a PNG panel (input, mask, output, residual).
 
-Each model is rebuilt from the bundle's own configs (``train.json`` [+ ``quick.json``] + experiment override +
-baseline override), its best generator (``runs/<model>_<experiment>/model.pt``) is loaded and scored on the test
-slices with the fixed validation mask bank of the experiment, so every row sees identical holes. The
-biharmonic baseline (``skimage.restoration.inpaint_biharmonic``) is the one method that is *given* the mask.
-Metrics are computed on the whole image with ``common.metrics``, images in [0, 1].
+Every row comes from the bundle's one evaluation route, ``evaluate.json``: for each model the configs it was
+trained with (``train.json`` [+ ``quick.json``] + experiment override + baseline override) plus
+``evaluate.json``, whose evaluator loads the run's best generator (``<runs_dir>/<model>_<experiment>/model.pt``)
+and scores it on the test slices with the experiment's fixed validation mask bank, so every row sees identical
+holes. The biharmonic baseline (``skimage.restoration.inpaint_biharmonic``), the one method *given* the mask,
+runs through the same evaluator in place of the generator. Whole-image metrics, images in [0, 1].
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ignite.engine import Events
 from monai.bundle import ConfigParser
 from skimage.restoration import inpaint_biharmonic
 
-from common.metrics import MSEMetric, PSNRMetric, SSIMMetric, UQIMetric
-
-__all__ = ["EXPERIMENTS", "MODELS", "PAPER", "write_report", "score", "biharmonic"]
+__all__ = [
+    "EXPERIMENTS",
+    "MODELS",
+    "PAPER",
+    "BiharmonicInpainter",
+    "evaluate_run",
+    "table_scores",
+    "write_report",
+]
 
 EXPERIMENTS = {"square": [], "arbitrary": ["arbitrary.json"]}
 #: model name -> (label, override config, experiments it runs on)
@@ -31,63 +39,79 @@ MODELS = {
     "pix2pix": ("pix2pix (U-Net + patch D + L1)", ["pix2pix.json"], ("square", "arbitrary")),
     "context_encoder": ("context-encoder style", ["context_encoder.json"], ("square",)),
 }
-METRICS = ("ssim", "psnr", "mse", "uqi")
+#: Table I's metrics -> the evaluator's names for them (``validate#metrics`` of train.json)
+METRICS = {"ssim": "val_ssim", "psnr": "val_psnr", "mse": "val_mse_255", "uqi": "val_uqi"}
 #: Table I of the paper: the ipA-MedGAN rows, as quoted in this bundle's issue. The baselines' rows (CE, pix2pix,
 #: ...) were not available offline, so they are left out rather than guessed.
 PAPER = {
     ("ipa_medgan", "square"): {"ssim": 0.9606, "psnr": 30.62, "mse": 65.81, "uqi": 0.9620},
     ("ipa_medgan", "arbitrary"): {"ssim": 0.9818, "psnr": 35.12, "mse": 24.90, "uqi": 0.9889},
 }
+#: overrides that make evaluate.json's evaluator score the biharmonic baseline: no weights to load, and the
+#: masked image and the mask as the "network"'s two inputs
+BIHARMONIC = {
+    "network": "$@scripts.evaluation.BiharmonicInpainter()",
+    "validate#prepare_batch#mode": "separate",
+    "validate#handlers": [],
+}
 
 
-def _metric_fns() -> dict:
-    return {
-        "ssim": SSIMMetric(),
-        "psnr": PSNRMetric(),
-        "mse": MSEMetric(report_range=255.0),
-        "uqi": UQIMetric(),
-    }
+class BiharmonicInpainter(torch.nn.Module):
+    """``inpaint_biharmonic`` of each (1, H, W) image of a batch, given its mask: ``forward(masked, mask)``."""
+
+    def forward(self, masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        filled = [
+            inpaint_biharmonic(m[0].cpu().numpy().astype(np.float64), k[0].cpu().numpy() > 0)
+            for m, k in zip(masked, mask)
+        ]
+        return torch.from_numpy(np.stack(filled)[:, None].astype(np.float32)).to(masked.device)
 
 
-def score(preds: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Mean SSIM, PSNR (dB), MSE (0-255) and UQI over (N, 1, H, W) images in [0, 1].
+def table_scores(metrics: dict, details: dict) -> dict[str, float]:
+    """Table I entries from an evaluator's ``state.metrics`` and ``state.metric_details`` (see :data:`METRICS`).
 
     A slice restored exactly (e.g. a hole lying in the zero background, filled by the biharmonic baseline) has
     an infinite PSNR, which would make the mean infinite: PSNR is averaged over the finite slices and the
     number of exact ones is returned as ``psnr_exact``.
     """
     out = {}
-    for name, fn in _metric_fns().items():
-        fn(preds, targets)
+    for name, key in METRICS.items():
         if name == "psnr":
-            values = fn.aggregate(reduction="none").flatten()
+            values = torch.as_tensor(details[key]).flatten()
             finite = torch.isfinite(values)
             out[name] = float(values[finite].mean()) if finite.any() else float("inf")
             out["psnr_exact"] = int((~finite).sum())
         else:
-            out[name] = float(fn.aggregate().item())
+            out[name] = float(metrics[key])
     return out
 
 
-def biharmonic(masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``inpaint_biharmonic`` of each (1, H, W) image of a batch, given its mask."""
-    filled = [
-        inpaint_biharmonic(m[0].numpy().astype(np.float64), k[0].numpy() > 0) for m, k in zip(masked, mask)
-    ]
-    return torch.from_numpy(np.stack(filled)[:, None].astype(np.float32))
+def evaluate_run(parser: ConfigParser) -> tuple[dict[str, float], torch.Tensor]:
+    """Run the parser's evaluator (what ``evaluate.json``'s ``run`` does); its :func:`table_scores` and its
+    predictions, (N, 1, H, W) on the CPU."""
+    evaluator = parser.get_parsed_content("validate#evaluator")
+    preds: list[torch.Tensor] = []
+
+    def keep_predictions(engine) -> None:
+        preds.extend(item["pred"].detach().cpu() for item in engine.state.output)
+
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, keep_predictions)
+    evaluator.run()
+    return table_scores(evaluator.state.metrics, evaluator.state.metric_details), torch.stack(preds)
 
 
-def _parser(bundle_root: str, configs: list[str], runs_dir: str, device) -> ConfigParser:
+def _parser(
+    bundle_root: str, configs: list[str], runs_dir: str, device, overrides: dict | None = None
+) -> ConfigParser:
+    """``configs`` + ``evaluate.json`` of the bundle, as ``monai.bundle run`` would merge them."""
     parser = ConfigParser()
-    parser.read_config([os.path.join(bundle_root, "configs", c) for c in configs])
-    parser.update(
-        {"bundle_root": bundle_root, "runs_dir": runs_dir, "device": device, "validate#split": "test"}
-    )
+    parser.read_config([os.path.join(bundle_root, "configs", c) for c in [*configs, "evaluate.json"]])
+    parser.update({"bundle_root": bundle_root, "runs_dir": runs_dir, "device": device, **(overrides or {})})
     return parser
 
 
 def _test_batch(parser: ConfigParser) -> dict[str, torch.Tensor]:
-    """Test images, masks and masked inputs, stacked."""
+    """Test images, masks and masked inputs, stacked (for the panel)."""
     dataset = parser.get_parsed_content("validate#dataset")
     items = [dataset[i] for i in range(len(dataset))]
     return {
@@ -96,43 +120,25 @@ def _test_batch(parser: ConfigParser) -> dict[str, torch.Tensor]:
     }
 
 
-@torch.no_grad()
-def _predict(network: torch.nn.Module, masked: torch.Tensor, device, batch_size: int = 8) -> torch.Tensor:
-    network.eval()
-    outs = [network(masked[i : i + batch_size].to(device)).cpu() for i in range(0, len(masked), batch_size)]
-    return torch.cat(outs)
-
-
-def write_report(
-    bundle_root: str, base_configs: list[str], runs_dir: str, docs_dir: str, device="cpu"
-) -> dict:
-    """Score every trained model and the biharmonic baseline; write ``table1.md``, ``table1.json`` and
-    ``panel.png`` into ``docs_dir``. Runs are looked up under ``runs_dir`` as in training. Models without a ``model.pt`` are listed as not trained."""
+def write_report(bundle_root: str, runs_dir: str, docs_dir: str, quick: bool = False, device="cpu") -> dict:
+    """Evaluate every trained model and the biharmonic baseline; write ``table1.md``, ``table1.json`` and
+    ``panel.png`` into ``docs_dir``. Runs are looked up under ``runs_dir`` as in training (with ``quick.json``
+    when ``quick``); models without a ``model.pt`` are listed as not trained. Each evaluated run also gets
+    evaluate.json's metric files beside its ``model.pt``."""
+    base_configs = ["train.json", "quick.json"] if quick else ["train.json"]
     rows, panels = {}, {}
     for experiment, exp_configs in EXPERIMENTS.items():
-        data = None
         for model, (_, model_configs, experiments) in MODELS.items():
             if experiment not in experiments:
                 continue
             parser = _parser(bundle_root, base_configs + exp_configs + model_configs, runs_dir, device)
-            if data is None:
-                data = _test_batch(parser)
-            path = Path(parser.get_parsed_content("output_dir")) / "model.pt"
-            if not path.exists():
+            if not Path(parser.get_parsed_content("checkpoint")).is_file():
                 rows[(model, experiment)] = None
                 continue
-            network = parser.get_parsed_content("network")
-            state = torch.load(path, map_location=device, weights_only=True)
-            network.load_state_dict(
-                state.get("model", state) if isinstance(state, dict) and "model" in state else state
-            )
-            pred = _predict(network, data["masked_image"], device)
-            rows[(model, experiment)] = score(pred, data["image"])
-            panels.setdefault(experiment, {})[model] = pred
-        bih = biharmonic(data["masked_image"], data["mask"])
-        rows[("biharmonic", experiment)] = score(bih, data["image"])
-        panels.setdefault(experiment, {})["biharmonic"] = bih
-        panels[experiment]["data"] = data
+            rows[(model, experiment)], panels.setdefault(experiment, {})[model] = evaluate_run(parser)
+        parser = _parser(bundle_root, base_configs + exp_configs, runs_dir, device, BIHARMONIC)
+        panels.setdefault(experiment, {})["data"] = _test_batch(parser)
+        rows[("biharmonic", experiment)], panels[experiment]["biharmonic"] = evaluate_run(parser)
     docs = Path(docs_dir)
     docs.mkdir(parents=True, exist_ok=True)
     table = format_table(rows, n_test=len(next(iter(panels.values()))["data"]["image"]))

@@ -13,7 +13,7 @@ Note what it means: Gatys et al.'s E_l = 1 / (4 d^2 (hw)^2) * ||F F^T - A||^2 (u
 1/4 * ||Gr - Gr'||^2 with Gram normalised by h w d, so MedGAN's term is Gatys's times a further 1 / d_j^2. The
 term is therefore tiny (about 3e-7 for an untrained generator, see the bundle README) and dominated by the
 shallowest layer (relu1_1, d = 64: 97 % of it; relu4_1, d = 512, weighs 64x less than under Gatys). The bundle
-compensates with ``lambda_style``; ``layer_weights = [d_j ** 2]`` gives Gatys's normalisation instead.
+compensates with ``loss_weights#style``; ``layer_weights = [d_j ** 2]`` gives Gatys's normalisation instead.
 It reuses ``common.networks.VGGFeatures`` and so the project's pretrained-weights policy.
 """
 
@@ -24,11 +24,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from common.checks import check_image_pair
 from common.losses import gram_matrix
-from common.losses.utils import check_image_pair
 from common.networks import VGGFeatures
 
-__all__ = ["GramStyleLoss"]
+__all__ = ["GramStyleLoss", "loss_terms"]
 
 
 class GramStyleLoss(nn.Module):
@@ -72,3 +72,9 @@ class GramStyleLoss(nn.Module):
             depth = f.shape[1]
             loss = loss + weight * ((gram_out - gram_gt) ** 2).sum(dim=(1, 2)).mean() / (4 * depth**2)
         return loss
+
+
+def loss_terms(output: list[dict]) -> dict:
+    """``output_transform`` logging every loss term of the GAN engine's output (``loss``, ``g_*``, ``d_*``; the
+    engine stores the batch's terms in each decollated item): how ``loss_terms.json`` sizes the loss weights."""
+    return {key: value for key, value in output[0].items() if key == "loss" or key.startswith(("g_", "d_"))}

@@ -13,7 +13,7 @@
 How the receptive fields were checked: :func:`receptive_field` computes the analytic size from kernel sizes and
 strides, and :func:`measured_receptive_field` backpropagates from one output unit of a copy of the network with
 positive weights in eval mode and measures the bounding box of the non-zero input gradient (tests/
-test_ipa_medgan_networks.py: 70x70 for the patch discriminator, the whole 256x256 image for the global one).
+test_ipa_medgan.py: 70x70 for the patch discriminator, the whole 256x256 image for the global one).
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ import torch
 from monai.networks.nets import Discriminator, PatchDiscriminator
 from torch import nn
 
-__all__ = ["patch_discriminator", "global_discriminator", "receptive_field", "measured_receptive_field"]
+__all__ = [
+    "patch_discriminator",
+    "global_discriminator",
+    "baseline_channels",
+    "receptive_field",
+    "measured_receptive_field",
+]
 
 
 def patch_discriminator(
@@ -68,6 +74,12 @@ def global_discriminator(
         dropout=None,
         last_act=None,
     )
+
+
+def baseline_channels(filters: Sequence[int], factor: int = 2) -> list[int]:
+    """Channels of the pix2pix U-Net and context-encoder baselines: ``factor`` x the MultiResUNet ``filters``, so
+    that one ``filters`` setting (train.json or quick.json) sizes every generator of Table I."""
+    return [factor * f for f in filters]
 
 
 def receptive_field(kernel_sizes: Sequence[int], strides: Sequence[int]) -> int:

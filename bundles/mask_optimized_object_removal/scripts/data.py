@@ -19,8 +19,7 @@ from monai.data import load_decathlon_datalist
 from monai.transforms import MapTransform
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
-from common.transforms import copy_paste_datalist
-from common.transforms.copy_paste import DEFAULT_MEDICAL_OBJECTS, object_components
+from .copy_paste import DEFAULT_MEDICAL_OBJECTS, copy_paste_datalist, object_components
 
 __all__ = [
     "RandomMaskInsteadOfObjectd",
@@ -118,16 +117,22 @@ class TissueClassesd(MapTransform):
         return d
 
 
+INPAINTER_MASKS = ("object", "random")
+
+
 class RandomMaskInsteadOfObjectd(MapTransform):
     """Table II's baseline: train the inpainters on random masks instead of object masks.
 
-    When ``enabled``, the object-free image becomes the input (``image``, its edges and tissue map) and
-    ``mask_transform`` (e.g. ``common.transforms.FreeFormMaskd(keys="clean", masked_key=None)``) draws the hole.
+    With ``inpainter_masks="random"`` the object-free image becomes the input (``image``, its edges and tissue
+    map) and ``mask_transform`` (e.g. ``common.transforms.FreeFormMaskd(keys="clean", masked_key=None)``)
+    draws the hole; with ``"object"`` (the paper's training) samples pass unchanged.
     """
 
-    def __init__(self, mask_transform, enabled: bool = True) -> None:
+    def __init__(self, mask_transform, inpainter_masks: str = "random") -> None:
         super().__init__(keys="clean")
-        self.mask_transform, self.enabled = mask_transform, bool(enabled)
+        if inpainter_masks not in INPAINTER_MASKS:
+            raise ValueError(f"inpainter_masks must be one of {INPAINTER_MASKS}, got {inpainter_masks!r}.")
+        self.mask_transform, self.enabled = mask_transform, inpainter_masks == "random"
 
     def set_random_state(self, seed=None, state=None):
         self.mask_transform.set_random_state(seed, state)

@@ -1,9 +1,9 @@
 """Evaluation of object removal: metrics binned by mask ratio, the dilation/erosion sweep and the PNG panel.
 
 The paper reports its metrics per mask-ratio bin (0-10, 10-20, 20-30, 30-40 % of the image). The binning is
-``common.metrics.MaskRatioBinnedMetric``; it cannot be a MONAI metric handler in this evaluator:
+``.binning.MaskRatioBinnedMetric``; it cannot be a MONAI metric handler in this evaluator:
 ``IgniteMetricHandler`` hands its metric the evaluator's decollated per-image lists (the binned metric needs
-a batch with the mask packed as last channel of the label) and records one number, while the binned metric
+a batch of images and masks) and records one number, while the binned metric
 yields one per bin. :class:`BinnedMetricsWriter` is therefore a plain ignite handler: it feeds the binned
 metrics every iteration and, when the evaluator completes, writes ``<name>.json`` and ``<name>.md``.
 """
@@ -23,7 +23,11 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 from monai.metrics import CumulativeIterationMetric
 
-from common.metrics import LPIPSMetric, MaskRatioBinnedMetric
+from common.engines import read_state_dict
+from common.masking import split_inpainting_target
+from common.metrics import LPIPSMetric
+
+from .binning import MaskRatioBinnedMetric
 
 __all__ = [
     "BinnedMetricsWriter",
@@ -56,14 +60,14 @@ class BinnedMetricsWriter:
     """Ignite handler: per-image metrics binned by the true mask's ratio, written as JSON and markdown.
 
     Args:
-        metrics: name -> per-image metric taking ``(y_pred, y)`` with the mask packed as last channel of ``y``
+        metrics: name -> per-image metric taking ``(y_pred, y, mask=mask)``
             (e.g. ``common.metrics.PSNRMetric()``); a None value is listed as skipped (e.g. LPIPS without
             weights).
         output_dir: folder of ``<name>.json`` / ``<name>.md``.
         name: file stem.
         bin_edges: mask-ratio bin edges (the paper's 0-10 ... 30-40 %).
-        pred_key, label_key: engine output keys; the label is the object-free image with the true mask packed
-            as last channel (``common.engines.PipelineBatchPreparer``).
+        pred_key, label_key: engine output keys; the label is the inpainting target ``{"image": object-free
+            image, "mask": true mask}`` (``PipelineBatchPreparer``).
     """
 
     def __init__(
@@ -96,9 +100,11 @@ class BinnedMetricsWriter:
     def update(self, engine: Engine) -> None:
         preds, labels = self.output_transform(engine.state.output)
         y_pred = torch.stack([torch.as_tensor(p).detach().float().cpu() for p in preds])
-        y = torch.stack([torch.as_tensor(t).detach().float().cpu() for t in labels])
+        images, masks = split_inpainting_target(labels)
+        y = torch.stack([torch.as_tensor(t).detach().float().cpu() for t in images])
+        mask = torch.stack([torch.as_tensor(m).detach().float().cpu() for m in masks])
         for metric in self.binned.values():
-            metric(y_pred, y)
+            metric(y_pred, y, mask=mask)
 
     def compute(self) -> dict:
         """``{"bins", "count", "mean": {metric: {bin: mean}}, "all": {metric: mean over every image},
@@ -153,9 +159,15 @@ def markdown_table(results: Mapping) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(runs: Mapping[str, Mapping | str | Path], metric: str = "psnr", digits: int = 2) -> str:
+def comparison_table(
+    runs: Mapping[str, Mapping | str | Path],
+    metric: str = "psnr",
+    digits: int = 2,
+    notes: Mapping[str, str] | None = None,
+) -> str:
     """One row per run (label -> results dict or path of a :class:`BinnedMetricsWriter` JSON), one column per
-    bin (``metric`` mean, images per bin in the header) plus all images."""
+    bin (``metric`` mean, images per bin in the header) plus all images, as the paper lays out its tables;
+    ``notes`` (label -> text) come first, one row each (e.g. the paper's numbers, or why they are missing)."""
     loaded = {
         k: json.loads(Path(v).read_text(encoding="utf-8")) if isinstance(v, (str, Path)) else v
         for k, v in runs.items()
@@ -164,6 +176,7 @@ def comparison_table(runs: Mapping[str, Mapping | str | Path], metric: str = "ps
     bins = first["bins"]
     header = [f"{b} (n={first['count'][b]})" for b in bins] + [f"all (n={len(first['images'])})"]
     lines = [f"| {metric} | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    lines += [f"| {label} | {text} |" + " |" * len(bins) for label, text in (notes or {}).items()]
     for label, res in loaded.items():
         cells = [_fmt(res["mean"][metric][b], digits) for b in bins] + [_fmt(res["all"][metric], digits)]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -200,11 +213,6 @@ def expand_sweep(
     return runs
 
 
-def _load_state(path: str | Path) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("model", state) if isinstance(state, dict) else state
-
-
 def write_panel(
     network: torch.nn.Module,
     checkpoints: Mapping[str, str],
@@ -226,7 +234,7 @@ def write_panel(
     models = {}
     for label, ckpt in checkpoints.items():
         model = copy.deepcopy(network).to(device).eval()
-        model.load_state_dict(_load_state(ckpt))
+        model.load_state_dict(read_state_dict(ckpt, map_location="cpu"))
         models[label] = model
     items = [dataset[i] for i in range(min(count, len(dataset)))]
     columns = 3 + 2 * len(models)

@@ -15,15 +15,12 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 from monai.data import load_decathlon_datalist
 from monai.transforms import ScaleIntensityRangePercentiles
 
 import common.data
-
-
-def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
-    error = (a - b) ** 2
-    return float(10 * np.log10(1.0 / (error[where] if where is not None else error).mean()))
+from common.metrics import PSNRMetric
 
 
 def score(output_dir: str | Path, dataset_dir: str | None = None, postfix: str = "pred") -> dict[str, float]:
@@ -32,9 +29,10 @@ def score(output_dir: str | Path, dataset_dir: str | None = None, postfix: str =
     entries = load_decathlon_datalist(f"{root}/datalist_2d.json", False, "test", base_dir=str(root))
     scale = ScaleIntensityRangePercentiles(0.5, 99.5, 0.0, 1.0, clip=True)
 
-    def load(path: str) -> np.ndarray:
-        return np.asarray(scale(np.asarray(nib.load(path).dataobj, np.float32)[None]))[0]
+    def load(path: str) -> torch.Tensor:
+        return torch.as_tensor(scale(np.asarray(nib.load(path).dataobj, np.float32)[None]))[None]
 
+    psnr, psnr_tumour = PSNRMetric(), PSNRMetric(roi="hole")
     rows = []
     for entry in (e for e in entries if e["tumour_pixels"] >= 16):
         name = Path(entry["image_tumour"]).relative_to(root)
@@ -43,15 +41,12 @@ def score(output_dir: str | Path, dataset_dir: str | None = None, postfix: str =
             raise FileNotFoundError(
                 f"{output} is missing: run inference.json with --output_dir {output_dir}."
             )
-        pred, inp, clean = (
-            np.squeeze(nib.load(output).get_fdata()),
-            load(entry["image_tumour"]),
-            load(entry["image"]),
-        )
-        tumour = np.asarray(nib.load(entry["label_tumour"]).dataobj) > 0
-        rows.append(
-            [_psnr(pred, clean), _psnr(inp, clean), _psnr(pred, clean, tumour), _psnr(inp, clean, tumour)]
-        )
+        inp, clean = load(entry["image_tumour"]), load(entry["image"])
+        pred = torch.as_tensor(np.asarray(nib.load(output).dataobj, np.float32)).reshape(clean.shape)
+        tumour = torch.as_tensor(np.asarray(nib.load(entry["label_tumour"]).dataobj) > 0).reshape(clean.shape)
+        hole = tumour.float()
+        rows.append([float(psnr(pred, clean)), float(psnr(inp, clean)),
+                     float(psnr_tumour(pred, clean, mask=hole)), float(psnr_tumour(inp, clean, mask=hole))])  # fmt: skip
     means = np.mean(rows, axis=0)
     keys = ("psnr_output", "psnr_input", "psnr_tumour_output", "psnr_tumour_input")
     return {"slices": len(rows), **dict(zip(keys, map(float, means)))}

@@ -18,7 +18,6 @@ stage.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -34,6 +33,7 @@ QUICK_SCALE = [
 """The scale of the README's Table V runs: train objects rescaled like the test objects (1-40 % of the image)."""
 
 PAPER_NUMBERS = "not available offline (only the paper's Table V is quoted in issue 8)"
+DIGITS = {"psnr": 2, "ssim": 3}
 
 
 def _configs(*names: str) -> str:
@@ -177,13 +177,12 @@ def stages(out: Path, alphas: Sequence[float], scale: Sequence[str]) -> list[tup
 
 def pipeline_state(segmenter: Path, inpainter: Path) -> dict:
     """State dict of ``ObjectRemovalPipeline`` from separately pretrained segmenter and inpainter files."""
-    import torch
+    from common.engines import read_state_dict
 
     parts = {"segmenter": segmenter, "inpainter": inpainter}
     state = {}
     for prefix, path in parts.items():
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-        state.update({f"{prefix}.{k}": v for k, v in loaded.get("model", loaded).items()})
+        state.update({f"{prefix}.{k}": v for k, v in read_state_dict(path, map_location="cpu").items()})
     return state
 
 
@@ -201,25 +200,12 @@ def write_table2_pipelines(out: Path) -> None:
         )
 
 
-def paper_layout(rows: dict[str, Path], metric: str, paper_rows: dict[str, str] | None = None) -> str:
-    """Markdown table in the paper's layout: one row per setting, the mask-ratio bins as columns (images per
-    bin in the header), plus all images; ``paper_rows`` label -> text put in a row of its own."""
-    loaded = {k: json.loads(p.read_text(encoding="utf-8")) for k, p in rows.items()}
-    first = next(iter(loaded.values()))
-    bins = first["bins"]
-    header = [f"{b} (n={first['count'][b]})" for b in bins] + [f"all (n={len(first['images'])})"]
-    digits = 3 if metric == "ssim" else 2
-    lines = [f"| {metric} | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
-    for label, text in (paper_rows or {}).items():
-        lines.append(f"| {label} | {text} |" + " |" * len(bins))
-    for label, res in loaded.items():
-        cells = [res["mean"][metric][b] for b in bins] + [res["all"][metric]]
-        lines.append(f"| {label} | " + " | ".join("–" if c != c else f"{c:.{digits}f}" for c in cells) + " |")
-    return "\n".join(lines)
-
-
 def tables(out: Path, alphas: Sequence[float], metrics: Sequence[str] = ("psnr", "ssim")) -> str:
-    """Tables II and IV (markdown) from the evaluations' ``binned_metrics.json``."""
+    """Tables II and IV (markdown) from the evaluations' ``binned_metrics.json``, laid out by the evaluation's
+    own ``comparison_table``."""
+    from common.bundle_scripts import load_bundle_scripts
+
+    comparison_table = load_bundle_scripts(BUNDLE).evaluate.comparison_table
     ev = out / "eval"
     table2 = {
         f"{m} masks, {'true mask' if s == 'hint' else 'independent segmenter mask'}":
@@ -230,9 +216,9 @@ def tables(out: Path, alphas: Sequence[float], metrics: Sequence[str] = ("psnr",
     table4 = {f"alpha = {a:g}": ev / f"table4_{_alpha_dir(a)}" / "binned_metrics.json" for a in alphas}
     paper = {"paper": PAPER_NUMBERS}
     parts = ["## Table II: inpainters trained on random vs object masks (quick scale)"]
-    parts += [paper_layout(table2, m, paper) for m in metrics]
+    parts += [comparison_table(table2, m, DIGITS[m], paper) for m in metrics]
     parts += ["## Table IV: mask expansion loss alpha (end to end, quick scale)"]
-    parts += [paper_layout(table4, m, paper) for m in metrics]
+    parts += [comparison_table(table4, m, DIGITS[m], paper) for m in metrics]
     return "\n\n".join(parts) + "\n"
 
 

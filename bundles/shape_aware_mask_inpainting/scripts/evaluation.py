@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform, Resized
+from monai.transforms import MapTransform
 from skimage.restoration import inpaint_biharmonic
 
+from common.engines import read_state_dict
 from common.metrics import LPIPSMetric, PSNRMetric, SSIMMetric
-from common.transforms import CannyEdged, PseudoSegmentCache, large_square_mask, multi_square_mask
+from common.transforms import PseudoSegmentCache, large_square_mask, multi_square_mask
 from common.transforms.pseudo_segments import sample_pseudo_segment_mask
 
-from .transforms import Ensure2Dd, UnitIntensityd
+from .transforms import LoadSliced
 
 __all__ = [
     "MASK_KINDS",
@@ -172,7 +173,7 @@ def biharmonic(image: np.ndarray, hole: np.ndarray, edge: np.ndarray | None = No
 
 
 def network_inpainter(network: torch.nn.Module, device: str | torch.device = "cpu") -> Callable:
-    """``(image, hole, edge) -> output`` (2D arrays) for a :class:`common.networks.CTSDGInpainter`."""
+    """``(image, hole, edge) -> output`` (2D arrays) for a :class:`.networks.CTSDGInpainter`."""
 
     def inpaint(image: np.ndarray, hole: np.ndarray, edge: np.ndarray) -> np.ndarray:
         mask = hole.astype(np.float32)
@@ -275,18 +276,8 @@ def load_items(
     image_size: Sequence[int] = (256, 256),
     percentiles: Sequence[float] = (0.5, 99.5),
 ):
-    """Test images as evaluation items, prepared as in training: 2D, [0, 1] between the percentiles, resized to
-    ``image_size``, with their Canny edge maps."""
-    load = Compose(
-        [
-            LoadImaged("image", image_only=True),
-            EnsureChannelFirstd("image"),
-            Ensure2Dd("image"),
-            UnitIntensityd("image", lower=percentiles[0], upper=percentiles[1]),
-            Resized("image", spatial_size=list(image_size), mode="area"),
-            CannyEdged("image", edge_key="edge", **dict(edge_options)),
-        ]
-    )
+    """Test images as evaluation items, prepared as in training (:class:`.transforms.LoadSliced`)."""
+    load = LoadSliced("image", image_size, percentiles, edge_options)
     entries = list(datalist)[: max_images or None]
     items = []
     for entry in entries:
@@ -333,20 +324,19 @@ def run_protocol(
     name: str = "CTSDG",
     image_size: Sequence[int] = (256, 256),
     percentiles: Sequence[float] = (0.5, 99.5),
-    lpips_weights: Sequence[str | None] = (None, None),
+    vgg_weights_path: str | None = None,
+    lpips_weights_path: str | None = None,
 ) -> dict:
     """Evaluate the network (weights from ``checkpoint`` if it exists) and the biharmonic baseline.
 
-    ``lpips_weights``: the VGG16 and LPIPS-linear files (None: the torch hub cache); LPIPS is n/a without them.
+    ``vgg_weights_path``, ``lpips_weights_path``: the VGG16 and LPIPS-linear files (None: the torch hub cache);
+    LPIPS is n/a without them.
 
     Writes ``evaluation.json`` (means and per-image scores), ``evaluation.md`` (table) and
     ``panel_<mask>.png`` (input, mask, output, error) into ``output_dir``; returns the results.
     """
     if os.path.exists(checkpoint):
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
-        network.load_state_dict(
-            state.get("model", state) if isinstance(state, dict) and "model" in state else state
-        )
+        network.load_state_dict(read_state_dict(checkpoint, map_location=device))
     else:
         LOGGER.warning("no checkpoint at %s: evaluating untrained weights", checkpoint)
     network.to(device)
@@ -354,7 +344,8 @@ def run_protocol(
     methods: dict[str, Callable] = {name: network_inpainter(network, device)}
     if baseline:
         methods["biharmonic"] = biharmonic
-    results, example = evaluate(methods, items, mask_options, min_roi_size, load_lpips(*lpips_weights))
+    lpips = load_lpips(vgg_weights_path, lpips_weights_path)
+    results, example = evaluate(methods, items, mask_options, min_roi_size, lpips)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(

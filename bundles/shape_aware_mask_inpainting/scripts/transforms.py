@@ -1,7 +1,9 @@
-"""Input handling of the 2D inpainting bundle: 2D checks, intensity scaling to [0, 1] and back, mask checks."""
+"""Input handling of the 2D inpainting bundle: datalists, slice loading, 2D checks, intensity scaling to [0, 1]
+and back, mask checks."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,19 +12,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
-from monai.data import MetaTensor
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform, Resized, SqueezeDim
+from monai.data import MetaTensor, load_decathlon_datalist
+from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform, Resized, SqueezeDim
 
-from common.transforms import load_mask_bank, write_mask_bank
+from common.transforms import CannyEdged, load_mask_bank, write_mask_bank
 
 __all__ = [
     "CheckInpaintingInputd",
     "Ensure2Dd",
+    "LoadSliced",
     "RestoreIntensityd",
     "UnitIntensityd",
     "ensure_mask_bank",
     "load_unit_images",
+    "slice_datalist",
 ]
+
+
+def slice_datalist(datalist_file: str, split: str, limit: int | None = None) -> list[dict[str, str]]:
+    """``{"image", "id"}`` records of a 2D datalist split (``datalist_2d.json``), the first ``limit`` of them.
+
+    ``id`` (``<subject>_z<slice>``) seeds each image's fixed evaluation masks, so it must not change.
+    """
+    entries = load_decathlon_datalist(datalist_file, False, split)[:limit]
+    return [{"image": e["image"], "id": f"{os.path.basename(e['subject'])}_z{e['slice_z']}"} for e in entries]
 
 
 class Ensure2Dd(MapTransform):
@@ -85,6 +98,42 @@ class UnitIntensityd(MapTransform):
                 )
             d[key] = ((image - low) / (high - low)).clip(0.0, 1.0)
             d[self.info_key] = torch.tensor([low, high])
+        return d
+
+
+class LoadSliced(MapTransform):
+    """Read the 2D slice whose path is under ``keys`` as training sees it: channel first, 2D, scaled to [0, 1]
+    between ``percentiles``, resized to ``image_size`` (None: as stored) and, with ``edge_options``
+    (:class:`common.transforms.CannyEdged` arguments), with its Canny edge map as ``edge`` and grey image as
+    ``gray``. Training, validation, evaluation and the segment sources all read slices through it.
+
+    Deliberately not a ``Compose``: inside a ``Compose`` it takes no random seed, so the mask transforms after
+    it draw the same masks as when these steps were listed one by one.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        image_size: Sequence[int] | None = None,
+        percentiles: Sequence[float] = (0.5, 99.5),
+        edge_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(keys)
+        self.steps = [
+            LoadImaged(keys, image_only=True),
+            EnsureChannelFirstd(keys),
+            Ensure2Dd(keys),
+            UnitIntensityd(keys, lower=percentiles[0], upper=percentiles[1]),
+        ]
+        if image_size is not None:
+            self.steps.append(Resized(keys, spatial_size=list(image_size), mode="area"))
+        if edge_options is not None:
+            self.steps.append(CannyEdged(keys, edge_key="edge", gray_key="gray", **dict(edge_options)))
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for step in self.steps:
+            d = step(d)
         return d
 
 
@@ -194,13 +243,5 @@ def load_unit_images(
     ``spatial_size`` (None: as stored), as training prepares its images: the "other image" segment sources."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    steps = [
-        LoadImaged(key, image_only=True),
-        EnsureChannelFirstd(key),
-        Ensure2Dd(key),
-        UnitIntensityd(key, lower=percentiles[0], upper=percentiles[1]),
-    ]
-    if spatial_size is not None:
-        steps.append(Resized(key, spatial_size=list(spatial_size), mode="area"))
-    load = Compose(steps)
+    load = LoadSliced(key, spatial_size, percentiles)
     return [np.asarray(load(dict(entry))[key], dtype=np.float32) for entry in list(datalist)[:count]]

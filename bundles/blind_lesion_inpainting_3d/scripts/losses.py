@@ -1,4 +1,4 @@
-"""Deep supervision for multi-output (3D) inpainting networks, built on MONAI's ``DeepSupervisionLoss``."""
+"""Deep supervision of the space-to-depth U-Net's two outputs, built on MONAI's ``DeepSupervisionLoss``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,16 @@
-"""MaskedInputd: the per-sample network input that inference preprocessing builds (MONAI Label passes only
-data["image"] to the network)."""
+"""common.masking: the per-sample network input that inference preprocessing builds (MONAI Label passes only
+data["image"] to the network), the same input for batches, composites and the inpainting target."""
 
 import pytest
 import torch
 
-from common.engines import MaskedInput
-from common.transforms import MaskedInputd
+from common.masking import (
+    CompositeOutputd,
+    MaskedInput,
+    MaskedInputd,
+    inpainting_target,
+    split_inpainting_target,
+)
 
 
 def test_masked_input_channels_are_the_masked_image_the_mask_and_the_extras():
@@ -42,3 +47,19 @@ def test_masked_input_rejects_a_soft_mask_and_a_missing_or_misshaped_extra():
         MaskedInputd("image", extra_keys=["edge"])({"image": image, "mask": mask})
     with pytest.raises(ValueError, match="spatial shape"):
         MaskedInputd("image", extra_keys=["edge"])({"image": image, "mask": mask, "edge": torch.zeros(1, 4, 5)})
+
+
+def test_the_inpainting_target_carries_the_mask_by_name_and_composites_the_prediction():
+    image, mask = torch.rand(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    mask[:, :, 1:3, 1:3] = 1
+    target = inpainting_target(image, mask)
+    assert split_inpainting_target(target) == (image, mask)
+    images, masks = split_inpainting_target([inpainting_target(image[i], mask[i]) for i in (0, 1)])
+    assert all(torch.equal(a, b) for a, b in zip(images + masks, [*image, *mask]))
+    with pytest.raises(TypeError, match="inpainting target"):
+        split_inpainting_target(torch.cat([image, mask], dim=1))
+    with pytest.raises(KeyError, match="mask"):
+        split_inpainting_target({"image": image})
+    pred = torch.full_like(image[0], 9.0)
+    out = CompositeOutputd("pred", "label")({"pred": pred, "label": inpainting_target(image[0], mask[0])})
+    torch.testing.assert_close(out["pred"], torch.where(mask[0].bool(), pred, image[0]))

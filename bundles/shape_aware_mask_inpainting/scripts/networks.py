@@ -30,9 +30,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from monai.networks.utils import normal_init
 from torch import nn
 
-from .gated_unet import PartialConv2d
+from common.networks.gated_unet import PartialConv2d
 
 __all__ = [
     "BiGFF",
@@ -42,7 +43,6 @@ __all__ = [
     "EdgeHead",
     "MultiScaleFeatureAggregation",
     "RegionAffinityLearning",
-    "SpectralNormPatchDiscriminator",
 ]
 
 CTSDG_CHANNELS = (64, 128, 256, 512, 512, 512, 512)
@@ -287,7 +287,7 @@ class CTSDG(nn.Module):
         self.fusion = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.LeakyReLU(0.2))
         self.out_layer = nn.Sequential(nn.Conv2d(3 * width, image_channels, 1), nn.Tanh())
         self.edge_head = EdgeHead(image_channels, edge_head_channels)
-        self.apply(_init_weights)
+        self.apply(normal_init)  # the release's init: conv N(0, 0.02), BatchNorm N(1, 0.02), zero biases
 
     def _check(self, image: torch.Tensor, mask: torch.Tensor, edge: torch.Tensor) -> None:
         if image.dim() != 4 or image.shape[1] != self.image_channels:
@@ -341,17 +341,6 @@ class CTSDG(nn.Module):
         return output, self.edge_head(output), intermediate_image, intermediate_edge
 
 
-def _init_weights(module: nn.Module) -> None:
-    """The release's init: conv weights N(0, 0.02), zero biases; BatchNorm weights N(1, 0.02)."""
-    if isinstance(module, nn.Conv2d):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
 class CTSDGInpainter(nn.Module):
     """Single-tensor front end of :class:`CTSDG` for evaluators, inference and TorchScript.
 
@@ -378,37 +367,3 @@ class CTSDGInpainter(nn.Module):
             return output
         hole = (mask > 0.5).to(output.dtype)
         return image * (1.0 - hole) + output * hole
-
-
-class SpectralNormPatchDiscriminator(nn.Sequential):
-    """CTSDG's texture/structure discriminator branch: 4x4 convolutions with spectral normalisation, strides
-    2, 2, 2, 1, 1, LeakyReLU 0.2; returns patch **logits** (the release applies a sigmoid then BCE, which equals
-    BCE-with-logits here, see :class:`common.losses.GeneratorAdversarialLoss`).
-
-    Args:
-        in_channels: input channels (image: C; edge: edge map + grey image = 2).
-        channels: widths of the strided layers (CTSDG: 64, 128, 256, 512).
-        strides: strides of those layers (CTSDG: 2, 2, 2, 1); the last 1-channel layer has stride 1.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        channels: Sequence[int] = (64, 128, 256, 512),
-        strides: Sequence[int] = (2, 2, 2, 1),
-    ) -> None:
-        if len(channels) != len(strides):
-            raise ValueError(f"channels {channels} and strides {strides} must have the same length")
-        layers: list[nn.Module] = []
-        widths = [in_channels, *channels]
-        for i, stride in enumerate(strides):
-            conv = nn.Conv2d(widths[i], widths[i + 1], 4, stride=stride, padding=1, bias=False)
-            layers += [_spectral_norm(conv), nn.LeakyReLU(0.2)]
-        layers.append(_spectral_norm(nn.Conv2d(widths[-1], 1, 4, stride=1, padding=1, bias=False)))
-        super().__init__(*layers)
-
-
-def _spectral_norm(conv: nn.Conv2d) -> nn.Module:
-    """Initialise as the release does, then wrap in spectral normalisation."""
-    _init_weights(conv)
-    return nn.utils.spectral_norm(conv)

@@ -2,11 +2,6 @@
 
 - :class:`EdgeConnectGenerator`: Nazeri et al.'s (2019) encoder (7x7, two stride-2 4x4 convs), dilated residual
   blocks and decoder, in plain torch: MONAI has no EdgeConnect generator.
-- :func:`spectral_norm_patch_discriminator`: MONAI's ``PatchDiscriminator`` (its default 3 layers are exactly
-  EdgeConnect's 5-conv 70x70 patch discriminator) without normalisation layers and with spectral norm on every
-  convolution, returning MONAI's ``(features..., logits)`` list, as ``common.losses`` expects (CTSDG's
-  ``common.networks.SpectralNormPatchDiscriminator`` returns logits only, so it cannot feed the feature-matching
-  losses EdgeConnect uses).
 - :class:`EdgeConnectInpainter`: the three inpainters of Shimosato & Ukita's object removal: an edge inpainter,
   a segmentation-map inpainter and an image inpainter fed with the inpainted edges, the inpainted
   segmentation map, the mask and the masked image.
@@ -15,6 +10,8 @@
   differentiable (straight-through), so inpainting losses reach the segmenter.
 - :func:`batch_canny_edges`: Canny edge maps of a batch (``common.transforms.canny_edges``, skimage).
 
+The discriminators are the shared ``common.networks.SpectralNormPatchDiscriminator`` (EdgeConnect's layout).
+
 Mask convention: 1 = hole (the object to remove), 0 = known.
 """
 
@@ -22,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.networks.nets import PatchDiscriminator
 from scipy import ndimage
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
@@ -36,7 +32,6 @@ __all__ = [
     "batch_canny_edges",
     "propose_segments",
     "select_segments",
-    "spectral_norm_patch_discriminator",
 ]
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "unit_tanh", "none")
@@ -147,18 +142,6 @@ class EdgeConnectGenerator(nn.Module):
         if self.output == "unit_tanh":
             return (torch.tanh(x) + 1) / 2
         return x
-
-
-def spectral_norm_patch_discriminator(in_channels: int, channels: int = 64, num_layers_d: int = 3,
-                                      out_channels: int = 1) -> PatchDiscriminator:  # fmt: skip
-    """EdgeConnect's discriminator: MONAI ``PatchDiscriminator`` (LeakyReLU 0.2, no normalisation layer, 4x4
-    convolutions) with spectral norm on every convolution; returns logits (for the hinge loss)."""
-    net = PatchDiscriminator(spatial_dims=2, channels=channels, in_channels=in_channels, out_channels=out_channels,
-                             num_layers_d=num_layers_d, norm=None, bias=False)  # fmt: skip
-    for module in list(net.modules()):
-        if isinstance(module, nn.Conv2d):
-            spectral_norm(module)
-    return net
 
 
 def _check_batch(image: torch.Tensor, mask: torch.Tensor) -> None:

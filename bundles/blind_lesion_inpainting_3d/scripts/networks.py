@@ -7,7 +7,7 @@ one 3x3x3 conv + BN + ReLU per level works at that half resolution, so a whole b
 outputs, both trained with MSE (deep supervision):
 
 * ``low``: 8 channels at half resolution, compared with the space-to-depth rearrangement of the target
-  (``common.losses.space_to_depth_target``);
+  (:func:`.losses.space_to_depth_target`);
 * ``full``: the reconstruction block -- the 8 low-resolution channels upsampled trilinearly to full resolution
   together with their exact depth-to-space rearrangement (``pixelshuffle``), a 3x3x3 conv with 8 filters, ReLU,
   BN -- and a final 1x1x1 conv to one channel.

@@ -1,4 +1,4 @@
-"""Input checks and tensor helpers shared by the inpainting losses, metrics and engines.
+"""Input checks shared by the inpainting transforms, losses, metrics and engines (the bottom layer of ``common``).
 
 Mask convention: 1 = hole (to inpaint), 0 = known. Images are batch-first, channel-first (B, C, H, W[, D]).
 A mask has 1 channel (broadcast over the image channels) or as many channels as the image.
@@ -9,13 +9,12 @@ from __future__ import annotations
 import torch
 
 __all__ = [
-    "check_finite",
     "check_binary_mask",
+    "check_finite",
     "check_image_pair",
     "check_inpainting_inputs",
-    "composite",
-    "pack_mask",
-    "unpack_mask",
+    "check_keys",
+    "check_same_spatial_shape",
 ]
 
 
@@ -74,30 +73,19 @@ def check_inpainting_inputs(
     check_binary_mask(mask)
 
 
-def composite(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Output inside the hole, ground truth elsewhere (gradients flow into ``output`` only in the hole)."""
-    return mask * output + (1 - mask) * target
+def check_same_spatial_shape(image: torch.Tensor, parts: dict[str, torch.Tensor], first_spatial_dim: int = 1) -> None:
+    """Raise ValueError unless every named tensor of ``parts`` has ``image``'s spatial shape (the dims from
+    ``first_spatial_dim`` on: 1 for a channel-first sample, 2 for a batch)."""
+    expected = tuple(image.shape[first_spatial_dim:])
+    for name, part in parts.items():
+        if tuple(part.shape[first_spatial_dim:]) != expected:
+            raise ValueError(
+                f"{name!r} has spatial shape {tuple(part.shape[first_spatial_dim:])}, the image {expected}"
+            )
 
 
-def pack_mask(target: torch.Tensor, mask: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
-    """Append a 1-channel ``mask`` to ``target`` along ``channel_dim`` (1 for batches, 0 for single images).
-
-    The packed form carries the mask through APIs that pass only ``(y_pred, y)``: MONAI's
-    ``SupervisedTrainer`` loss call and ``IgniteMetricHandler``. :func:`unpack_mask` reverses it.
-    """
-    if mask.ndim != target.ndim or mask.shape[channel_dim] != 1:
-        raise ValueError(
-            f"pack_mask needs a 1-channel mask of the target's dimensionality, got mask {tuple(mask.shape)} "
-            f"for target {tuple(target.shape)}."
-        )
-    return torch.cat([target, mask.to(target.dtype)], dim=channel_dim)
-
-
-def unpack_mask(packed: torch.Tensor, channel_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a packed tensor from :func:`pack_mask` into (target, mask); the mask is the last channel."""
-    if packed.shape[channel_dim] < 2:
-        raise ValueError(
-            f"a packed target needs >= 2 channels (image channels + 1 mask channel), got shape {tuple(packed.shape)}."
-        )
-    target, mask = packed.split([packed.shape[channel_dim] - 1, 1], dim=channel_dim)
-    return target, mask
+def check_keys(data, keys, what: str = "the sample") -> None:
+    """Raise KeyError naming the ``keys`` that ``data`` (a dict: sample, batch, engine output) lacks."""
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise KeyError(f"{what} lacks {missing}; it has {list(data)}.")

@@ -1,15 +1,18 @@
-"""MultiResUNet and its cascade (common.networks.multiresunet)."""
+"""MultiResUNet and its cascade (bundles/ipa_medgan/scripts/multiresunet.py)."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from common.networks import (
-    CascadedMultiResUNet,
-    MultiResBlock,
-    MultiResUNet,
-    ResPath,
-    multires_block_channels,
-)
+from common.bundle_scripts import load_bundle_scripts
+
+multiresunet = load_bundle_scripts(Path(__file__).resolve().parents[1] / "bundles" / "ipa_medgan").multiresunet
+CascadedMultiResUNet = multiresunet.CascadedMultiResUNet
+MultiResBlock = multiresunet.MultiResBlock
+MultiResUNet = multiresunet.MultiResUNet
+ResPath = multiresunet.ResPath
+multires_block_channels = multiresunet.multires_block_channels
 
 TINY = (4, 8, 16)  # two poolings: sizes divisible by 4
 

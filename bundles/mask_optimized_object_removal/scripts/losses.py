@@ -1,13 +1,8 @@
-"""What the shared :class:`common.engines.InpaintingGanTrainer` needs to train object removal end to end.
+"""The object-removal paper's losses that ``common.losses`` does not have (Shimosato & Ukita):
 
-No new engine: the segmenter + inpainters pipeline (:class:`common.networks.ObjectRemovalPipeline`) is the
-engine's "generator" (dict outputs), its discriminators are the edge / segmentation-map / image patch
-discriminators, and the object-removal batches carry the image *with* the object (``image``), the ground truth
-without it (``clean``) and the object's true mask (``mask``). This module adds the generator-input builders,
-the evaluator's batch preparer and the paper's three losses that ``common.losses`` does not have:
-
-- :class:`NormalisedMaskExpansionLoss`: the mask expansion loss with the signed distance normalised to [-1, 1]
-  and alpha in those units (the paper's 0.03), on top of ``common.losses.MaskExpansionLoss`` (alpha in pixels);
+- :class:`MaskExpansionLoss`: a boundary loss whose signed distance map is shifted by alpha (in pixels), and
+  :class:`NormalisedMaskExpansionLoss`, the paper's form: the distance normalised to [-1, 1], alpha in those
+  units (0.03);
 - :class:`HoleNormalisedL1Loss`: EdgeConnect's L1 divided by the mask's share of the image;
 - :class:`SegmenterLoss`: Dice + cross-entropy on the object channel and the segmentation-map channels.
 """
@@ -18,18 +13,49 @@ import torch
 from monai.losses import BoundaryLoss, DiceCELoss
 from torch import nn
 
-from ..losses.mask_expansion import MaskExpansionLoss
-from ..losses.utils import check_binary_mask, pack_mask
-from .batch import prepare_inpainting_batch
+from common.checks import check_binary_mask, check_finite
 
-__all__ = [
-    "HoleNormalisedL1Loss",
-    "InpainterInput",
-    "NormalisedMaskExpansionLoss",
-    "PipelineBatchPreparer",
-    "PipelineInput",
-    "SegmenterLoss",
-]
+__all__ = ["HoleNormalisedL1Loss", "MaskExpansionLoss", "NormalisedMaskExpansionLoss", "SegmenterLoss"]
+
+
+class MaskExpansionLoss(BoundaryLoss):
+    """Boundary loss (Kervadec et al. 2019) with the signed distance shifted: mean(p * (phi - alpha)).
+
+    phi is MONAI's signed distance of the target mask (``BoundaryLoss.compute_distance_map``, MONAI 1.6.1:
+    <= 0 inside the mask, 0 on its inner boundary, the Euclidean distance in pixels outside). Minimising
+    ``p * (phi - alpha)`` rewards predicted probability wherever phi < alpha, i.e. inside the mask *and* in a
+    band of ~alpha pixels around it, so the predicted mask expands the target by alpha.
+
+    Args:
+        alpha: expansion in pixels (from the paper's config; no default on purpose).
+        sigmoid: apply a sigmoid to the prediction (pass logits); otherwise probabilities are expected.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` as in MONAI.
+
+    The target must be binary, non-empty and not all ones (a boundary must exist); the prediction and
+    target are (B, N, H, W[, D]).
+    """
+
+    def __init__(self, alpha: float, sigmoid: bool = False, reduction: str = "mean") -> None:
+        super().__init__(sigmoid=sigmoid, reduction=reduction)
+        self.alpha = float(alpha)
+
+    @torch.no_grad()
+    def compute_distance_map(self, target: torch.Tensor) -> torch.Tensor:
+        return super().compute_distance_map(target) - self.alpha
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if input.shape != target.shape:
+            raise ValueError(
+                f"input and target shapes differ: {tuple(input.shape)} vs {tuple(target.shape)}."
+            )
+        check_finite("input", input)
+        check_binary_mask(target, "target")
+        flat = target.reshape(target.shape[0] * target.shape[1], -1)
+        if not (flat.any(dim=1).all() and (~flat.bool()).any(dim=1).all()):
+            raise ValueError(
+                "every target mask must have both hole and known pixels (no empty or all-ones mask)."
+            )
+        return super().forward(input, target)
 
 
 class NormalisedMaskExpansionLoss(MaskExpansionLoss):
@@ -97,60 +123,3 @@ class SegmenterLoss(nn.Module):
         check_binary_mask(target[:, :1], "object mask")
         terms = self.object_weight * self.object_loss(logits[:, :1], target[:, :1].float())
         return terms + self.segmap_weight * self.segmap_loss(logits[:, 1:], classes.long())
-
-
-class PipelineInput:
-    """Generator input of the end-to-end stage: ``{"x": image ⊕ hint mask, "details": True}`` for
-    :class:`common.networks.ObjectRemovalPipeline` (the true mask is the hint that picks the segment)."""
-
-    def __init__(self, image_key: str = "image", mask_key: str = "mask") -> None:
-        self.image_key, self.mask_key = image_key, mask_key
-
-    def __call__(self, batch: dict) -> dict:
-        return {"x": torch.cat([batch[self.image_key], batch[self.mask_key].float()], dim=1), "details": True}
-
-
-class InpainterInput:
-    """Generator input of the inpainters' pretraining (true mask, given conditions), as keyword arguments of
-    :class:`common.networks.EdgeConnectInpainter`: the image with the object, the true mask, the image's
-    edges and segmentation map, and the ground truth's edges/map for the image inpainter (EdgeConnect's
-    independent training of each inpainter). A condition key set to None is left out."""
-
-    def __init__(
-        self,
-        image_key: str = "image",
-        mask_key: str = "mask",
-        edge_key: str = "edge_input",
-        segmap_key: str = "segmap_input",
-        edge_condition_key: str | None = "edge",
-        segmap_condition_key: str | None = "segmap",
-    ) -> None:
-        self.keys = {"image": image_key, "mask": mask_key, "edge": edge_key, "segmap": segmap_key}
-        self.conditions = {"edge_condition": edge_condition_key, "segmap_condition": segmap_condition_key}
-
-    def __call__(self, batch: dict) -> dict:
-        kwargs = {arg: batch[key] for arg, key in self.keys.items()}
-        kwargs["mask"] = kwargs["mask"].float()
-        kwargs.update({arg: batch[key] for arg, key in self.conditions.items() if key is not None})
-        return kwargs
-
-
-class PipelineBatchPreparer:
-    """``prepare_batch`` of MONAI's ``SupervisedEvaluator`` for the pipeline: input = image ⊕ hint mask, label
-    = the object-free ground truth with the true mask packed as last channel (for the mask-ratio bins and
-    RoI metrics of ``common.metrics``)."""
-
-    def __init__(
-        self,
-        image_key: str = "image",
-        clean_key: str = "clean",
-        mask_key: str = "mask",
-        hint_key: str | None = None,
-    ) -> None:
-        self.image_key, self.clean_key, self.mask_key = image_key, clean_key, mask_key
-        self.hint_key = hint_key or mask_key
-
-    def __call__(self, batchdata: dict, device=None, non_blocking: bool = False, **kwargs):
-        batch = prepare_inpainting_batch(batchdata, device, non_blocking, **kwargs)
-        x = torch.cat([batch[self.image_key], batch[self.hint_key].float()], dim=1)
-        return x, pack_mask(batch[self.clean_key], batch[self.mask_key]), (), {}

@@ -26,7 +26,8 @@ healthy tissue keeps a zero residual), and the residual is their absolute differ
 :class:`common.metrics.BestThresholdDiceMetric`).
 
 :class:`AutoInpaintingInferer` runs the pipeline as a MONAI inferer (in a bundle's evaluator and in MONAI Label),
-with the OOI as the last channel of its input.
+with the OOI as the last channel of its input; :class:`SplitInfererOutputd` splits its output into the
+segmentation, the residual and the inpainted image.
 """
 
 from __future__ import annotations
@@ -38,16 +39,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.inferers import Inferer
+from monai.transforms import MapTransform
 from scipy import ndimage
 
-from ..transforms.masks import sliding_circle_masks
+from common.transforms import sliding_circle_masks
 
 __all__ = [
     "AutoInpainter",
     "AutoInpaintingInferer",
     "SliceResult",
+    "SplitInfererOutputd",
     "residual_volume",
     "segment_residual",
 ]
@@ -290,7 +294,7 @@ class AutoInpaintingInferer(Inferer):
             raise ValueError(
                 "the autoinpainting inferer needs the image channels followed by the organ-of-interest mask "
                 f"(values 0/1) as the last channel, got inputs of shape {tuple(inputs.shape)} whose last channel "
-                "is not a 0/1 mask (e.g. concatenate the 'ooi' key of common.transforms.OrganOfInterestd last)."
+                "is not a 0/1 mask (e.g. concatenate the 'ooi' key of the bundle's OrganOfInterestd last)."
             )
         outputs = []
         for image, region in zip(plain[:, :-1], plain[:, -1]):
@@ -304,3 +308,29 @@ class AutoInpaintingInferer(Inferer):
             stacked = MetaTensor(stacked)
             stacked.copy_meta_from(inputs)
         return stacked
+
+
+class SplitInfererOutputd(MapTransform):
+    """Split :class:`AutoInpaintingInferer`'s ``(2 + C, H, W)`` output under ``keys`` into the segmentation
+    (channel 0, left under the key), ``residual_key`` (channel 1) and ``inpainted_key`` (the ``C`` image
+    channels), so each is saved as its own image. The two one-channel maps are marked channel-less
+    (``original_channel_dim`` NaN) so ``SaveImaged`` writes them as plain (H, W) images."""
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        residual_key: str = "residual",
+        inpainted_key: str = "inpainted",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.residual_key, self.inpainted_key = residual_key, inpainted_key
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            output = d[key]
+            d[key], d[self.residual_key], d[self.inpainted_key] = output[0:1], output[1:2], output[2:]
+            for name in (key, self.residual_key):
+                d[name].meta["original_channel_dim"] = float("nan")
+        return d

@@ -18,8 +18,8 @@ Steps (Astaraki et al.), each a function here:
    threshold and morphology) or :func:`foreground_mask` (Otsu) for other images such as brain MRI.
 
 :func:`prepare_pet_ct_subject` chains the steps for one subject (CT DICOM series or NIfTI, PET DICOM series,
-optional OOI and tumour masks) and writes NIfTI slices plus a decathlon datalist; the autoinpainting bundle's
-``scripts/prepare_pet_ct.py`` is its command line.
+optional OOI and tumour masks) and writes NIfTI slices plus a decathlon datalist; ``prepare_pet_ct.py`` is its
+command line.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
-from monai.transforms import MapTransform, ScaleIntensityRange
+from monai.data import MetaTensor, load_decathlon_properties
+from monai.transforms import FillHoles, KeepLargestConnectedComponent, MapTransform, ScaleIntensityRange
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
@@ -55,6 +55,7 @@ __all__ = [
     "OrganOfInterestd",
     "read_volume",
     "prepare_pet_ct_subject",
+    "datalist_channels",
 ]
 
 #: CT windows (HU) of the paper.
@@ -206,13 +207,10 @@ def axial_slices(volume: np.ndarray, size: Sequence[int] = (512, 512), order: in
     return np.moveaxis(ndimage.zoom(volume, zoom, order=order, grid_mode=True, mode="nearest"), -1, 0)
 
 
-def _largest_components(mask: np.ndarray, count: int) -> np.ndarray:
-    labels, found = ndimage.label(mask)
-    if found == 0:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = np.argsort(-sizes)[:count] + 1
-    return np.isin(labels, keep)
+def _without_channel(transform, mask: np.ndarray) -> np.ndarray:
+    """Apply a channel-first MONAI transform to a mask that has no channel axis. The connected-component
+    transforms below use face connectivity (``connectivity=1``), scipy.ndimage's default."""
+    return np.asarray(transform(mask[None]))[0]
 
 
 def lung_field_mask(
@@ -233,7 +231,7 @@ def lung_field_mask(
     labels, _ = ndimage.label(air)
     border = np.unique(np.concatenate([np.take(labels, [0, -1], axis=a).ravel() for a in (0, 1)]))
     inside = air & ~np.isin(labels, border[border > 0])
-    lungs = _largest_components(inside, 2)
+    lungs = _without_channel(KeepLargestConnectedComponent(num_components=2, connectivity=1), inside)
     labels, found = ndimage.label(lungs)
     if found:
         sizes = np.bincount(labels.ravel())
@@ -241,7 +239,7 @@ def lung_field_mask(
     ball = ndimage.iterate_structure(ndimage.generate_binary_structure(ct_hu.ndim, 1), closing_radius)
     closed = ndimage.binary_closing(np.pad(lungs, closing_radius), ball)
     closed = closed[tuple(slice(closing_radius, -closing_radius) for _ in range(ct_hu.ndim))]
-    return ndimage.binary_fill_holes(closed)
+    return _without_channel(FillHoles(connectivity=1), closed)
 
 
 def foreground_mask(image: np.ndarray) -> np.ndarray:
@@ -251,7 +249,8 @@ def foreground_mask(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a finite 2D or 3D image, got shape {image.shape}.")
     if image.max() == image.min():
         raise ValueError("cannot find a foreground in a constant image.")
-    return ndimage.binary_fill_holes(_largest_components(image > threshold_otsu(image), 1))
+    largest = _without_channel(KeepLargestConnectedComponent(connectivity=1), image > threshold_otsu(image))
+    return _without_channel(FillHoles(connectivity=1), largest)
 
 
 class OrganOfInterestd(MapTransform):
@@ -459,6 +458,12 @@ def prepare_pet_ct_subject(
         raise ValueError(f"no slice of {subject} to write: the OOI is empty or every OOI slice has a tumour.")
     _update_datalist(output_dir / "datalist.json", subject, split, entries, modality)
     return entries
+
+
+def datalist_channels(datalist_file: str | Path) -> int:
+    """Image channels of the slices listed in a datalist written by :func:`prepare_pet_ct_subject` (its
+    ``channels`` property: 2 for ``pet_ct``, 1 for ``ct`` or ``pet``), the network's input width."""
+    return len(load_decathlon_properties(datalist_file, "channels")["channels"])
 
 
 def _update_datalist(path: Path, subject: str, split: str, entries: list[dict], modality: str) -> None:

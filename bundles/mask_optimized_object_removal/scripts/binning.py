@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from monai.metrics import CumulativeIterationMetric
 
-from ..losses.utils import check_binary_mask, unpack_mask
+from common.checks import check_binary_mask
+from common.masking import split_inpainting_target
 
 __all__ = ["MaskRatioBinnedMetric"]
 
@@ -20,8 +21,8 @@ class MaskRatioBinnedMetric(CumulativeIterationMetric):
     30-40 %). Images whose ratio falls in no bin are left out of every bin (a warning says how many).
     ``aggregate()`` returns a tensor with one mean per bin (NaN for an empty bin); :meth:`as_dict` labels them.
 
-    The mask arrives like for :class:`common.metrics.RoIImageMetric`: ``mask=`` keyword or packed as the last
-    channel of ``y``; it is passed on to the wrapped metric as ``metric(y_pred, y, mask=mask)`` (metrics that
+    The mask arrives like for :class:`common.metrics.RoIImageMetric`: ``mask=`` keyword or inside the
+    inpainting target ``y = {"image", "mask"}``; it is passed on to the wrapped metric as ``metric(y_pred, y, mask=mask)`` (metrics that
     do not use it ignore the keyword).
 
     Args:
@@ -41,12 +42,12 @@ class MaskRatioBinnedMetric(CumulativeIterationMetric):
         self.bin_labels = [f"{round(100 * a)}-{round(100 * b)}%" for a, b in zip(edges, edges[1:])]
 
     def __call__(self, y_pred, y=None, mask=None):  # type: ignore[override]
+        if isinstance(y, Mapping):
+            y, mask = split_inpainting_target(y)
         if mask is None:
-            if not isinstance(y, torch.Tensor) or y.shape[1] != y_pred.shape[1] + 1:
-                raise ValueError(
-                    "MaskRatioBinnedMetric needs the mask: pass mask=... or pack it as the last channel of y."
-                )
-            y, mask = unpack_mask(y)
+            raise ValueError(
+                "MaskRatioBinnedMetric needs the mask: pass mask=... or the inpainting target {'image', 'mask'}."
+            )
         check_binary_mask(mask)
         values = self.metric(y_pred, y, mask=mask)
         ratios = mask.float().reshape(mask.shape[0], -1).mean(dim=1, keepdim=True)
