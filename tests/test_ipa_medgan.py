@@ -285,8 +285,8 @@ def _workflow(tmp_path, **overrides):
         {
             "bundle_root": str(BUNDLE),
             "output_dir": str(tmp_path),
-            "train#datalist": "$@slice_entries('training')[:2]",
-            "validate#datalist": "$@scripts.masks.with_mask_index(@slice_entries('validation')[:1])",
+            "train#dataset#data": "$@train#datalist[:2]",
+            "validate#dataset#data": "$@validate#datalist[:1]",
             **TINY,
             **overrides,
         }
@@ -381,8 +381,9 @@ def test_generator_overfits_four_slices_and_its_output_is_not_constant(tmp_path)
         d_patch_channels=8,
         **{
             "train#handlers": [],
-            "train#datalist": f"$@slice_entries('training')[:{n}]",
-            "validate#datalist": f"$@scripts.masks.with_mask_index(@slice_entries('training')[:{n}])",
+            "train#dataset#data": f"$@train#datalist[:{n}]",
+            "validate#split": "training",
+            "validate#dataset#data": f"$@validate#datalist[:{n}]",
         },
     )
     parser.get_parsed_content("scripts")
@@ -441,10 +442,10 @@ def test_multi_gpu_config_keeps_all_three_networks_in_sync_across_ranks(tmp_path
         "2",
         "--batch_size",
         "2",
-        "--train#datalist",
-        "$@slice_entries('training')[:4]",
-        "--validate#datalist",
-        "$@scripts.masks.with_mask_index(@slice_entries('validation')[:2])",
+        "--train#dataset#data",
+        "$@train#datalist[:4]",
+        "--validate#dataset#data",
+        "$@validate#datalist[:2]",
     ]
     run_bundle(args, cwd=tmp_path, launcher=launcher)
     ranks = [torch.load(tmp_path / f"params_rank{r}.pt", weights_only=True) for r in (0, 1)]

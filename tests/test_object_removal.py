@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from monai.losses import BoundaryLoss
+from monai.transforms import Compose
 from monai.networks.nets import BasicUNet
 from scipy import ndimage
 
@@ -190,9 +191,11 @@ def test_random_masks_replace_the_object_only_for_the_random_baseline():
     free_form = FreeFormMaskd(keys="clean", masked_key=None, width_range=(3, 6))
     unchanged = scripts.data.RandomMaskInsteadOfObjectd(free_form, inpainter_masks="object")(sample)
     assert all(unchanged[k] is sample[k] for k in sample)
-    random = scripts.data.RandomMaskInsteadOfObjectd(free_form, inpainter_masks="random").set_random_state(0)
-    out = random(sample)
+    random = Compose([scripts.data.RandomMaskInsteadOfObjectd(free_form, inpainter_masks="random")])
+    out = random.set_random_state(0)(sample)
     assert out["image"] is sample["clean"] and out["edge_input"] is sample["edge"]
     assert out["segmap_input"] is sample["segmap"] and not torch.equal(out["mask"], sample["mask"])
+    free_form.set_random_state(1)
+    assert torch.equal(random.set_random_state(0)(sample)["mask"], out["mask"]), "a Compose seeds the masks"
     with pytest.raises(ValueError, match="inpainter_masks"):
         scripts.data.RandomMaskInsteadOfObjectd(free_form, inpainter_masks="objects")

@@ -83,6 +83,30 @@ def test_a_saver_without_data_root_dir_is_refused_rather_than_overwriting(tmp_pa
         saver(image)
 
 
+def test_two_inputs_of_one_name_outside_the_data_folder_stop_instead_of_overwriting(tmp_path):
+    """Outside the data folder only the bare name is left: the second ``t1.nii.gz`` from another folder is an
+    error naming both files (the same input saved again, e.g. a second output key, is fine)."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    first, second = tmp_path / "own" / "a" / "t1.nii.gz", tmp_path / "own" / "b" / "t1.nii.gz"
+    names = RelativeOutputName(data)
+    saver = SaveImage(
+        out, "pred", separate_folder=False, data_root_dir=str(data), output_name_formatter=names, print_log=False
+    )
+    for source in (first, first, second):
+        image = MetaTensor(torch.zeros(2, 6, 5, 1))
+        image.meta["filename_or_obj"] = str(source)
+        if source is second:
+            with pytest.raises(ValueError) as error:
+                saver(image)
+        else:
+            saver(image)
+    assert str(error.value) == (
+        f"{second} and {first} would both be written as t1.nii.gz in {out}: they lie outside the data folder "
+        f"{data}, so their sub-folders cannot be kept; put them under one folder and pass it as --dataset_dir"
+    )
+    assert files_under(out) == ["t1_pred.nii.gz"]
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_inference_with_a_symlinked_dataset_dir_writes_into_output_dir_only(tmp_path):
     """shape_aware_mask_inpainting's own inference (in process) with ``dataset_dir`` a symlink to a copy of the

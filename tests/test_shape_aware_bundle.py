@@ -219,11 +219,11 @@ def test_bundle_configs_carry_the_papers_defaults():
         "adversarial": 0.1,
         "intermediate": 1.0,
     }
-    assert (train["iterations"], train["batch_size"], train["learning_rate"], train["d_lr_ratio"]) == (
+    assert (train["iterations"], train["batch_size"], train["learning_rate"], train["d_learning_rate"]) == (
         10000,
         6,
         2e-4,
-        0.1,
+        2e-5,
     )
     assert train["channels"] == [64, 128, 256, 512, 512, 512, 512] and train["edge_options"]["sigma"] == 2.0
 

@@ -25,7 +25,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cache import build_cached_folder
 from .cohort import MNI_AFFINE, MNI_SHAPE, CohortParameters, Template, load_template, make_subject
 
 FORMAT_VERSION = 2  # 2: slice file names carry the subject
@@ -208,18 +208,17 @@ def build_sample_data(
 ) -> Path:
     """Build the cohort (if it is not built already) and return its folder.
 
-    Idempotent: a complete build (its manifest written last) is reused. The build goes to a temporary folder
-    beside the final one and is renamed into place, so an interrupted build never looks complete.
+    Idempotent: a complete build (its manifest written last) is reused. The build is atomic
+    (:func:`common.data.cache.build_cached_folder`), so an interrupted build never looks complete.
     """
     target = dataset_dir(root, n_subjects, seed)
-    manifest = _read_manifest(target)
-    if manifest is not None and not force:
+    if _read_manifest(target) is not None and not force:
         return target
     _writable_root(target.parent)
-    params = CohortParameters()
     workers = max(1, min(workers or os.cpu_count() or 1, n_subjects))
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+
+    def write(staging: Path) -> None:
+        params = CohortParameters()
         streams = np.random.SeedSequence(seed).spawn(n_subjects)
         jobs = [(str(staging), i, streams[i], params) for i in range(n_subjects)]
         if workers == 1:
@@ -229,12 +228,8 @@ def build_sample_data(
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
                 results = list(pool.map(_build_subject, *zip(*jobs)))
         _write_index(staging, results, n_subjects, seed, params)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return build_cached_folder(target, lambda folder: _read_manifest(folder) is not None, write, force)
 
 
 def _write_index(folder: Path, results, n_subjects: int, seed: int, params: CohortParameters) -> None:

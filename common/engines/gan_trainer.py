@@ -128,7 +128,8 @@ class InpaintingGanTrainer(Trainer):
         device, max_epochs, train_data_loader, epoch_length, non_blocking, iteration_update, postprocessing,
             key_train_metric, additional_metrics, metric_cmp_fn, train_handlers, amp, event_names,
             event_to_attr, decollate, optim_set_to_none, to_kwargs, amp_kwargs: as in ``SupervisedTrainer``.
-        generator, g_optimizer: the generator and its optimiser.
+        generator, g_optimizer: the generator and its optimiser (the optimisers' learning rates are used as
+            configured: the engine never changes them).
         g_loss_function: the generator's non-adversarial loss (see above).
         discriminators, d_optimizers, d_inputs, g_adversarial_losses, d_loss_functions: dicts keyed by
             discriminator name (lists are named "0", "1", ...); ``d_inputs`` defaults to
@@ -137,8 +138,6 @@ class InpaintingGanTrainer(Trainer):
             default :class:`common.masking.MaskedInput` ("concat": masked image and mask).
         image_key, mask_key: batch keys.
         output_key: the generator's primary output (``pred``), see :func:`common.losses.select_output`.
-        d_lr_ratio: if set, each discriminator's learning rate is kept at ``d_lr_ratio`` times the generator's
-            current one (also under a generator LR scheduler).
         g_clip_grad_norm, d_clip_grad_norm: max gradient norm (None: no clipping).
         discriminator_first: update discriminators before the generator (default) or after.
         save_rng_state: include an :class:`RNGState` in :meth:`checkpoint_dict`.
@@ -162,7 +161,6 @@ class InpaintingGanTrainer(Trainer):
         image_key: str = "image",
         mask_key: str = "mask",
         output_key: int | str | None = None,
-        d_lr_ratio: float | None = None,
         g_clip_grad_norm: float | None = None,
         d_clip_grad_norm: float | None = None,
         discriminator_first: bool = True,
@@ -231,9 +229,6 @@ class InpaintingGanTrainer(Trainer):
             self.d_inputs.setdefault(name, DiscriminatorInput(real_key=image_key, mask_key=mask_key))
         self.generator_input = generator_input or MaskedInput(image_key=image_key, mask_key=mask_key)
         self.image_key, self.mask_key, self.output_key = image_key, mask_key, output_key
-        if d_lr_ratio is not None and d_lr_ratio <= 0:
-            raise ValueError(f"d_lr_ratio must be positive, got {d_lr_ratio}.")
-        self.d_lr_ratio = d_lr_ratio
         self.g_clip_grad_norm, self.d_clip_grad_norm = g_clip_grad_norm, d_clip_grad_norm
         self.discriminator_first = discriminator_first
         self.optim_set_to_none = optim_set_to_none
@@ -241,7 +236,6 @@ class InpaintingGanTrainer(Trainer):
         self.g_scaler = torch.amp.GradScaler(device_type, enabled=amp)
         self.d_scalers = {name: torch.amp.GradScaler(device_type, enabled=amp) for name in names}
         self.rng_state = RNGState() if save_rng_state else None
-        self._apply_d_lr_ratio()
 
     def run(self) -> None:  # type: ignore[override]
         """Run training (resuming from a loaded state). Skips ``Trainer.run``, which only creates a CUDA
@@ -264,14 +258,6 @@ class InpaintingGanTrainer(Trainer):
         if self.rng_state is not None:
             out["rng"] = self.rng_state
         return out
-
-    def _apply_d_lr_ratio(self) -> None:
-        if self.d_lr_ratio is None:
-            return
-        lr = self.d_lr_ratio * self.g_optimizer.param_groups[0]["lr"]
-        for optimizer in self.d_optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = lr
 
     def _autocast(self):
         return torch.autocast(self.state.device.type, enabled=self.amp, **self.amp_kwargs)
@@ -336,7 +322,6 @@ class InpaintingGanTrainer(Trainer):
             raise ValueError("Must provide batch data for current iteration.")
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         check_keys(batch, (self.image_key, self.mask_key), "the batch")
-        self._apply_d_lr_ratio()
         self.generator.train()
         for discriminator in self.discriminators.values():
             discriminator.train()

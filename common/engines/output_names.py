@@ -14,7 +14,8 @@ class RelativeOutputName:
     """``output_name_formatter`` for MONAI ``SaveImage(d)`` (with ``data_root_dir=data_root_dir``): an input
     under ``data_root_dir`` keeps its sub-folders in the output folder, so slices with the same file name from
     different subjects (``sub-008/slices/z050.nii.gz``, ``sub-009/slices/z050.nii.gz``) do not overwrite each
-    other; any other input is written under its bare name, as MONAI's default does.
+    other; any other input is written under its bare name, as MONAI's default does, and two such inputs of
+    the same name from different folders stop with an error instead of one overwriting the other.
 
     Outputs never leave the saver's ``output_dir``: the sub-folders are found by comparing paths as written
     and, failing that, with symlinks resolved (a ``dataset_dir`` or ``$MEDINPAINT_DATA`` that is a symlink),
@@ -24,6 +25,7 @@ class RelativeOutputName:
 
     def __init__(self, data_root_dir: str | Path | None = None) -> None:
         self.root = None if data_root_dir is None else Path(data_root_dir)
+        self._bare_names: dict[tuple[str, str], str] = {}  # (output_dir, bare name) -> the input written so
 
     @staticmethod
     def relative_path(source: str | Path, root: str | Path) -> Path | None:
@@ -43,7 +45,16 @@ class RelativeOutputName:
         root = self.root if self.root is not None else saver_root
         relative = self.relative_path(kwargs["subject"], root) if root else None
         if relative is None:
-            kwargs["subject"] = Path(kwargs["subject"]).name
+            source, kwargs["subject"] = kwargs["subject"], Path(kwargs["subject"]).name
+            output_dir = str(getattr(getattr(saver, "folder_layout", None), "output_dir", ""))
+            key = (output_dir, kwargs["subject"])
+            first = self._bare_names.setdefault(key, os.path.abspath(source))
+            if first != os.path.abspath(source):
+                raise ValueError(
+                    f"{source} and {first} would both be written as {kwargs['subject']} in {output_dir}: "
+                    f"they lie outside the data folder {root or '(none)'}, so their sub-folders cannot be "
+                    "kept; put them under one folder and pass it as --dataset_dir"
+                )
         elif not saver_root:
             raise ValueError(
                 "RelativeOutputName keeps sub-folders only through SaveImage(d)'s data_root_dir, which is "

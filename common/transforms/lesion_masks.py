@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from monai.config import KeysCollection
 from scipy import ndimage
 from skimage.morphology import ball, disk
 
+from common.data.cache import build_cached_folder
 from common.data.cohort import MS_LOADS_ML
 from common.transforms.masks import MaskTransformd
 
@@ -167,21 +166,17 @@ def build_lesion_bank(
     1 = lesion, MNI affine) and ``bank.json`` (class, path, load in mL of every mask; written last).
 
     Masks lie inside the MNI152 2009a white matter (probability > 0.5, inside the brain mask) resampled onto the
-    182x218x182 grid. A complete bank is reused; a build goes to a temporary folder renamed into place, so an
-    interrupted build never looks complete. ~0.6 s per mask on one core.
+    182x218x182 grid. A complete bank is reused; the build is atomic
+    (:func:`common.data.cache.build_cached_folder`), so an interrupted build never looks complete and concurrent
+    ones (DDP ranks) agree. ~0.6 s per mask on one core.
     """
     from common.data import MNI_AFFINE, load_template
     from common.transforms.preprocessing import resample_to_mni
 
-    target = Path(folder) if folder else default_bank_dir(n_masks, seed)
-    if (target / "bank.json").is_file() and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    template = load_template()
-    wm = resample_to_mni(template.wm, template.affine)
-    brain = resample_to_mni(template.brain.astype(np.float32), template.affine, order=0) > 0.5
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    def write(staging: Path) -> None:
+        template = load_template()
+        wm = resample_to_mni(template.wm, template.affine)
+        brain = resample_to_mni(template.brain.astype(np.float32), template.affine, order=0) > 0.5
         entries = []
         for index, (load, mask) in enumerate(synthetic_lesion_masks(wm, brain, n_masks, seed)):
             name = f"{load}_{index:03d}.nii.gz"
@@ -194,14 +189,9 @@ def build_lesion_bank(
             "masks": entries,
         }
         (staging / "bank.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if (target / "bank.json").is_file() and not force:
-            return target  # another process (e.g. a second DDP rank) finished the same bank first
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    target = Path(folder) if folder else default_bank_dir(n_masks, seed)
+    return build_cached_folder(target, lambda bank: (bank / "bank.json").is_file(), write, force)
 
 
 def lesion_bank_paths(

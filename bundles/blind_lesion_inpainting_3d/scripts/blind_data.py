@@ -12,11 +12,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from common.data import MNI_AFFINE
 from common.engines import read_state_dict
-from common.transforms.preprocessing import MNIPreprocessd
+
+from .data import preprocessor
 
 logger = logging.getLogger(__name__)
 FILL_VALUE = -1.0
@@ -31,17 +31,6 @@ def load_stage(
     network = copy.deepcopy(network_def)
     network.load_state_dict(read_state_dict(checkpoint, map_location="cpu"))
     return network.to(device).eval()
-
-
-def preprocessor(keys: Sequence[str], label_keys: Sequence[str], options: dict) -> Compose:
-    """Load, channel-first and MNI preprocessing (``options``: MNIPreprocessd's flags) of ``keys``."""
-    return Compose(
-        [
-            LoadImaged(keys=list(keys), image_only=True),
-            EnsureChannelFirstd(keys=list(keys)),
-            MNIPreprocessd(keys=list(keys), label_keys=list(label_keys), **options),
-        ]
-    )
 
 
 @torch.no_grad()

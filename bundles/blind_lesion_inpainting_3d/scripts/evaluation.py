@@ -19,7 +19,8 @@ from monai.metrics import compute_dice
 from common.metrics import PearsonMetric, PSNRMetric
 
 from .abnormal_wm import abnormal_wm_map
-from .blind_data import fill_lesions, load_stage, predict, preprocessor
+from .blind_data import fill_lesions, load_stage, predict
+from .data import preprocessor
 from .tissue import GM, WM, gmm_tissue_classes
 
 logger = logging.getLogger(__name__)

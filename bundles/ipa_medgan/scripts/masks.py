@@ -6,15 +6,12 @@ squares at seeded random positions plays the same role, so that every model (and
 is scored on identical holes. Training squares are drawn on the fly (``common.transforms.SquareMaskd``).
 
 Banks are PNG folders written by :func:`common.transforms.write_mask_bank` (same format for the squares),
-created atomically (written to a temporary folder, then renamed), so concurrent first uses (e.g. several
+created atomically (:func:`common.data.cache.build_cached_folder`), so concurrent first uses (e.g. several
 torchrun ranks) never see a half-written bank.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import numpy as np
 from monai.config import KeysCollection
 from skimage import io as skio
 
+from common.data.cache import build_cached_folder
 from common.data.sample import default_root
 from common.transforms import MaskTransformd, load_mask_bank, square_mask, write_mask_bank
 
@@ -62,26 +60,19 @@ def mask_bank(name: str, image_size: int = 256, root: str | Path | None = None) 
         raise ValueError(f"unknown mask bank {name!r}; known: {sorted(BANKS)}.")
     spec = BANKS[name]
     base = Path(root).expanduser() if root is not None else default_root()
-    target = base / "ipa_medgan_masks" / f"{name}_{image_size}_seed{spec['seed']}"
-    if target.is_dir() and len(list(target.glob("mask_*.png"))) == spec["count"]:
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        size = (image_size, image_size)
+    size = (image_size, image_size)
+
+    def write(staging: Path) -> None:
         if spec["kind"] == "irregular":
             write_mask_bank(staging, spec["count"], spec["area_range"], size, spec["seed"])
         else:
-            side = round(spec["side_fraction"] * image_size)
-            write_square_bank(staging, spec["count"], side, size, spec["seed"])
-        try:
-            os.replace(staging, target)
-        except OSError:  # another process finished first: keep its bank
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
+            write_square_bank(staging, spec["count"], round(spec["side_fraction"] * image_size), size, spec["seed"])
+
+    def is_complete(folder: Path) -> bool:
+        return folder.is_dir() and len(list(folder.glob("mask_*.png"))) == spec["count"]
+
+    target = base / "ipa_medgan_masks" / f"{name}_{image_size}_seed{spec['seed']}"
+    return str(build_cached_folder(target, is_complete, write))
 
 
 def with_mask_index(datalist: Sequence[Mapping], key: str = "mask_index") -> list[dict]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import load_decathlon_datalist
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, Randomizable
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from .copy_paste import DEFAULT_MEDICAL_OBJECTS, copy_paste_datalist, object_components
@@ -120,12 +120,13 @@ class TissueClassesd(MapTransform):
 INPAINTER_MASKS = ("object", "random")
 
 
-class RandomMaskInsteadOfObjectd(MapTransform):
+class RandomMaskInsteadOfObjectd(Randomizable, MapTransform):
     """Table II's baseline: train the inpainters on random masks instead of object masks.
 
     With ``inpainter_masks="random"`` the object-free image becomes the input (``image``, its edges and tissue
     map) and ``mask_transform`` (e.g. ``common.transforms.FreeFormMaskd(keys="clean", masked_key=None)``)
-    draws the hole; with ``"object"`` (the paper's training) samples pass unchanged.
+    draws the hole; with ``"object"`` (the paper's training) samples pass unchanged. Randomizable, so that a
+    ``Compose`` (and MONAI's data loader through it) seeds the wrapped mask generator.
     """
 
     def __init__(self, mask_transform, inpainter_masks: str = "random") -> None:
@@ -137,6 +138,9 @@ class RandomMaskInsteadOfObjectd(MapTransform):
     def set_random_state(self, seed=None, state=None):
         self.mask_transform.set_random_state(seed, state)
         return self
+
+    def randomize(self, data=None) -> None:  # the wrapped mask transform draws its own numbers
+        pass
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)

@@ -107,6 +107,7 @@ class FixedEvaluationMaskd(MapTransform):
     """Write one of the fixed evaluation masks (``kind``) of the image under ``keys`` as ``mask_key`` ``(1, H, W)``.
 
     Deterministic per image id (``id_key``), so validation and evaluation score the same holes every time.
+    ``mask_options``: keyword arguments of :func:`evaluation_masks` (``eval_mask_options`` in ``train.json``).
     """
 
     def __init__(
@@ -115,12 +116,13 @@ class FixedEvaluationMaskd(MapTransform):
         id_key: str = "id",
         kind: str = "segments",
         mask_key: str = "mask",
-        **options,
+        mask_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(keys)
         if kind not in MASK_KINDS:
             raise ValueError(f"kind must be one of {MASK_KINDS}, got {kind!r}")
-        self.id_key, self.kind, self.mask_key, self.options = id_key, kind, mask_key, options
+        self.id_key, self.kind, self.mask_key = id_key, kind, mask_key
+        self.options = dict(mask_options or {})
         self.cache = PseudoSegmentCache()
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

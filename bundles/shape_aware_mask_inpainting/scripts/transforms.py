@@ -24,6 +24,7 @@ __all__ = [
     "RestoreIntensityd",
     "UnitIntensityd",
     "ensure_mask_bank",
+    "lesion_slice_datalist",
     "load_unit_images",
     "slice_datalist",
 ]
@@ -36,6 +37,13 @@ def slice_datalist(datalist_file: str, split: str, limit: int | None = None) -> 
     """
     entries = load_decathlon_datalist(datalist_file, False, split)[:limit]
     return [{"image": e["image"], "id": f"{os.path.basename(e['subject'])}_z{e['slice_z']}"} for e in entries]
+
+
+def lesion_slice_datalist(datalist_file: str, split: str = "test") -> list[dict[str, str]]:
+    """``{"image", "mask"}`` records of the sample cohort's 2D slices with MS-like lesions, the lesion as the hole
+    (inference's default data)."""
+    entries = load_decathlon_datalist(datalist_file, False, split)
+    return [{"image": e["image_ms"], "mask": e["label_ms"]} for e in entries if e["ms_pixels"] > 0]
 
 
 class Ensure2Dd(MapTransform):
