@@ -1,4 +1,4 @@
-"""Input checks shared by the inpainting transforms, losses, metrics and engines (the bottom layer of ``common``).
+"""Input checks shared by the inpainting transforms, losses, metrics and engines (``common``'s bottom layer).
 
 Mask convention: 1 = hole (to inpaint), 0 = known. Images are batch-first, channel-first (B, C, H, W[, D]).
 A mask has 1 channel (broadcast over the image channels) or as many channels as the image.
@@ -73,7 +73,9 @@ def check_inpainting_inputs(
     check_binary_mask(mask)
 
 
-def check_same_spatial_shape(image: torch.Tensor, parts: dict[str, torch.Tensor], first_spatial_dim: int = 1) -> None:
+def check_same_spatial_shape(
+    image: torch.Tensor, parts: dict[str, torch.Tensor], first_spatial_dim: int = 1
+) -> None:
     """Raise ValueError unless every named tensor of ``parts`` has ``image``'s spatial shape (the dims from
     ``first_spatial_dim`` on: 1 for a channel-first sample, 2 for a batch)."""
     expected = tuple(image.shape[first_spatial_dim:])

@@ -1,4 +1,4 @@
-"""Masked inputs, composites and the inpainting target: how an image and its hole mask (1 = hole) are combined.
+"""Masked inputs, composites and the inpainting target: how an image and its hole mask (1 = hole) combine.
 
 One definition each, for batches (training, evaluation) and for samples (inference preprocessing: MONAI
 Label's bundle app passes the network ``data["image"]`` alone, so everything the network needs must be that

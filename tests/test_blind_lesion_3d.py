@@ -278,8 +278,9 @@ def test_quick_training_both_stages_inference_and_evaluation(tmp_path):
         check=True,
     )
     reference = nib.load(source)
+    subject = Path(source).parent.relative_to(common.data.build_sample_data())  # outputs keep it (sub-008)
     for name in ("t1_ms_abnormal_wm.nii.gz", "t1_ms_inpainted.nii.gz"):
-        written = nib.load(tmp_path / name)
+        written = nib.load(tmp_path / subject / name)
         assert written.shape == reference.shape
         np.testing.assert_allclose(written.affine, reference.affine, atol=1e-4)
 

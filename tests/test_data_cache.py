@@ -1,4 +1,4 @@
-"""build_cached_folder: the one atomic folder build behind the sample cohort, the lesion bank and the mask banks."""
+"""build_cached_folder: the one atomic folder build behind the sample cohort and the mask banks."""
 
 import pytest
 

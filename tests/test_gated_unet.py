@@ -10,13 +10,7 @@ from common.networks import GatedConv2d, GatedUNet, PartialConv2d
 SMALL = {"channels": (4, 8, 8, 8), "kernel_sizes": (7, 5, 3, 3)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids oversubscription on the shared CPU (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_gated_conv_is_feature_times_sigmoid_gate():

@@ -28,7 +28,7 @@ LEVELS = {
 
 
 def imported_modules(path: Path, root: Path = COMMON) -> list[str]:
-    """Absolute dotted names of every module ``path`` imports (relative imports resolved against its package)."""
+    """Dotted names of every module ``path`` imports (relative imports resolved against its package)."""
     package = ["common", *path.relative_to(root).parent.parts]
     names = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -52,7 +52,7 @@ def part_of_common(path: Path, root: Path = COMMON) -> str:
 
 
 def layering_violations(path: Path, root: Path = COMMON) -> list[str]:
-    """Every import of ``path`` that enters a bundle, an unknown part of ``common``, or one not below its own."""
+    """Every import of ``path`` into a bundle, an unknown part of ``common``, or a level not below its own."""
     own, problems = part_of_common(path, root), []
     for name in imported_modules(path, root):
         parts = name.split(".")

@@ -162,7 +162,7 @@ def test_mask_by_name_and_ignite_handler(images):
         PSNRMetric(roi="hole")(y_pred, torch.cat([y, mask], dim=1))
     with pytest.raises(ValueError, match="needs the mask"):
         PSNRMetric(roi="hole")(y_pred, y)
-    # engine outputs, batched and in MONAI's decollated list form: the mask under its own key (GAN trainer) ...
+    # engine outputs, batched and decollated: the mask under its own key (GAN trainer) ...
     flat = [
         {"pred": y_pred, "label": y, "mask": mask},
         [{"pred": y_pred[i], "label": y[i], "mask": mask[i]} for i in (0, 1)],
@@ -172,7 +172,7 @@ def test_mask_by_name_and_ignite_handler(images):
         {"pred": y_pred, "label": inpainting_target(y, mask)},
         [{"pred": y_pred[i], "label": per_image[i]} for i in (0, 1)],
     ]
-    runs = [(batch, from_engine_with_mask()) for batch in flat] + [(b, from_engine(["pred", "label"])) for b in nested]
+    runs = [(b, from_engine_with_mask()) for b in flat] + [(b, from_engine(["pred", "label"])) for b in nested]
     for batch, output_transform in runs:
         engine = Engine(lambda e, b: b)
         IgniteMetricHandler(PSNRMetric(roi="hole"), output_transform=output_transform).attach(engine, "psnr")

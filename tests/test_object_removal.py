@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 from monai.losses import BoundaryLoss
-from monai.transforms import Compose
 from monai.networks.nets import BasicUNet
+from monai.transforms import Compose
 from scipy import ndimage
 
 from common.bundle_scripts import load_bundle_scripts

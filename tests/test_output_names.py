@@ -6,15 +6,22 @@ import shutil
 
 import pytest
 import torch
-from harness import REPO
+from harness import REPO, find_bundles
 from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.data import MetaTensor
-from monai.transforms import SaveImage
+from monai.transforms import SaveImage, SaveImaged
 
 from common.data import build_sample_data
 from common.engines import RelativeOutputName
 
 BUNDLE = REPO / "bundles" / "shape_aware_mask_inpainting"  # the cheapest 2D bundle at inference
+# every inference config (with its overrides) of every bundle: blind-3D's non-blind variant has its own saver
+INFERENCE_CONFIGS = [
+    (bundle, names)
+    for bundle in find_bundles()
+    for names in (["inference.json"], ["inference.json", "inference_nonblind.json"])
+    if all((bundle / "configs" / name).is_file() for name in names)
+]
 
 
 def files_under(folder):
@@ -38,7 +45,11 @@ def save(path, out, data_root_dir):
     image.meta["filename_or_obj"] = str(path)
     names = RelativeOutputName(data_root_dir)
     SaveImage(
-        out, "pred", separate_folder=False, data_root_dir=str(data_root_dir), output_name_formatter=names,
+        out,
+        "pred",
+        separate_folder=False,
+        data_root_dir=str(data_root_dir),
+        output_name_formatter=names,
         print_log=False,
     )(image)
 
@@ -78,7 +89,9 @@ def test_a_saver_without_data_root_dir_is_refused_rather_than_overwriting(tmp_pa
     image = MetaTensor(torch.zeros(2, 6, 5, 1))
     image.meta["filename_or_obj"] = str(tmp_path / "data" / "sub-1" / "z050.nii.gz")
     names = RelativeOutputName(tmp_path / "data")
-    saver = SaveImage(tmp_path / "out", "pred", separate_folder=False, output_name_formatter=names, print_log=False)
+    saver = SaveImage(
+        tmp_path / "out", "pred", separate_folder=False, output_name_formatter=names, print_log=False
+    )
     with pytest.raises(ValueError, match="^RelativeOutputName keeps sub-folders only through SaveImage"):
         saver(image)
 
@@ -90,7 +103,12 @@ def test_two_inputs_of_one_name_outside_the_data_folder_stop_instead_of_overwrit
     first, second = tmp_path / "own" / "a" / "t1.nii.gz", tmp_path / "own" / "b" / "t1.nii.gz"
     names = RelativeOutputName(data)
     saver = SaveImage(
-        out, "pred", separate_folder=False, data_root_dir=str(data), output_name_formatter=names, print_log=False
+        out,
+        "pred",
+        separate_folder=False,
+        data_root_dir=str(data),
+        output_name_formatter=names,
+        print_log=False,
     )
     for source in (first, first, second):
         image = MetaTensor(torch.zeros(2, 6, 5, 1))
@@ -108,10 +126,42 @@ def test_two_inputs_of_one_name_outside_the_data_folder_stop_instead_of_overwrit
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "bundle, configs", INFERENCE_CONFIGS, ids=[f"{b.name}-{'+'.join(n)}" for b, n in INFERENCE_CONFIGS]
+)
+def test_every_inference_saver_keeps_equal_names_of_different_subjects_apart(
+    tmp_path, linked_data, bundle, configs
+):
+    """Each ``SaveImaged`` of each bundle's inference names ``sub-1/slices/z050.nii.gz`` and
+    ``sub-2/slices/z050.nii.gz`` (under ``dataset_dir``, a symlink, read through it or resolved) as two files
+    in ``output_dir``'s sub-folders (ipa_medgan and blind-3D wrote both as ``z050_<postfix>``, one over the
+    other)."""
+    real, link = linked_data
+    out = tmp_path / "out"
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in configs])
+    parser.update({"bundle_root": str(bundle), "output_dir": str(out), "dataset_dir": str(link)})
+    savers = [
+        t.saver for t in parser.get_parsed_content("postprocessing").transforms if isinstance(t, SaveImaged)
+    ]
+    assert savers, f"{bundle.name} {configs} postprocessing writes nothing"
+    for saver in savers:
+        names = [
+            saver.folder_layout.filename(**saver.fname_formatter({"filename_or_obj": str(path)}, saver))
+            for path in (link / "sub-1/slices/z050.nii.gz", real / "sub-2/slices/z050.nii.gz")
+        ]
+        layout = saver.folder_layout
+        assert names == [
+            f"{out}/{subject}/slices/z050_{layout.postfix}{layout.ext}" for subject in ("sub-1", "sub-2")
+        ]
+    assert files_under(tmp_path / "cache") == []
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_inference_with_a_symlinked_dataset_dir_writes_into_output_dir_only(tmp_path):
-    """shape_aware_mask_inpainting's own inference (in process) with ``dataset_dir`` a symlink to a copy of the
-    sample data's test split: the output lands at ``<output_dir>/<subject>/slices/<name>_inpainted.nii.gz`` and
-    the data folder is left exactly as it was."""
+    """shape_aware_mask_inpainting's own inference (in process) with ``dataset_dir`` a symlink to a copy of
+    the sample data's test split: the output lands at
+    ``<output_dir>/<subject>/slices/<name>_inpainted.nii.gz`` and the data folder is left exactly as it was."""
     cohort, real, link = build_sample_data(), tmp_path / "cache" / "cohort", tmp_path / "data"
     datalist = json.loads((cohort / "datalist_2d.json").read_text(encoding="utf-8"))
     for entry in datalist["test"]:
@@ -127,7 +177,9 @@ def test_inference_with_a_symlinked_dataset_dir_writes_into_output_dir_only(tmp_
     parser.read_config(str(BUNDLE / "configs" / "inference.json"))
     expression = parser["datalist"]
     assert expression.startswith("$"), "the test narrows the config's own datalist expression"
-    parser.update({"bundle_root": str(BUNDLE), "dataset_dir": str(link), "datalist": f"$({expression[1:]})[:1]"})
+    parser.update(
+        {"bundle_root": str(BUNDLE), "dataset_dir": str(link), "datalist": f"$({expression[1:]})[:1]"}
+    )
     [entry] = parser.get_parsed_content("datalist")
     postfix = parser.get_parsed_content("output_postfix")
     source = entry["image"].removeprefix(str(link) + "/")

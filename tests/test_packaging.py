@@ -1,7 +1,7 @@
-"""Packaging: setup.cfg's ``install_requires`` covers every third-party module ``common/`` imports (and, slow, a
-fresh venv with ``pip install .`` alone imports ``common`` and runs a bundle), and each bundle's
-``metadata.json`` lists in ``required_packages_version`` the packages it really imports, at requirements.txt's
-versions."""
+"""Packaging: setup.cfg's ``install_requires`` covers every third-party module ``common/`` imports (and,
+slow, a fresh venv with ``pip install .`` alone imports ``common`` and runs a bundle), and each bundle's
+``metadata.json`` lists in ``required_packages_version`` the packages it really imports, at
+requirements.txt's versions."""
 
 import ast
 import configparser
@@ -28,7 +28,9 @@ OWN_FIELDS = {"monai", "torch", "numpy"}
 # Backends that MONAI and ignite import lazily, so no import statement shows them: a name in a bundle's
 # configs, its scripts or the common modules it uses implies the distributions.
 IMPLIED = {
-    "TensorBoard": ("tensorboard",),  # TensorBoardStatsHandler, common.engines.TensorBoardPanels: SummaryWriter
+    "TensorBoard": (
+        "tensorboard",
+    ),  # TensorBoardStatsHandler, common.engines.TensorBoardPanels: SummaryWriter
     "ProgressBar": ("tqdm",),
     "LoadImage": ("nibabel", "itk"),  # NIfTI through nibabel, DICOM series through ITK
     "SaveImage": ("nibabel",),
@@ -115,8 +117,11 @@ def common_closure(modules) -> set:
             files.add(file)
             name = ".".join(parts[:k])
             package = name if file.name == "__init__.py" else name.rpartition(".")[0]
-            todo += [m for m in imported_modules(ast.parse(file.read_text(encoding="utf-8")), package)
-                     if m == "common" or m.startswith("common.")]
+            todo += [
+                m
+                for m in imported_modules(ast.parse(file.read_text(encoding="utf-8")), package)
+                if m == "common" or m.startswith("common.")
+            ]
     return files
 
 
@@ -171,16 +176,22 @@ def test_install_requires_are_compatible_ranges_around_the_pinned_versions():
         assert name in pinned, f"{requirement} is not pinned in requirements.txt"
         version = Version(pinned[name][1])
         assert requirement.specifier.contains(version), f"{requirement} excludes the tested {version}"
-        assert not requirement.specifier.contains(f"{version.major + 1}.0"), f"{requirement} has no upper bound"
+        assert not requirement.specifier.contains(f"{version.major + 1}.0"), (
+            f"{requirement} has no upper bound"
+        )
 
 
 @pytest.mark.parametrize("bundle", find_bundles(), ids=lambda b: b.name)
 def test_metadata_lists_the_packages_the_bundle_imports_at_the_pinned_versions(bundle):
     meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
-    listed = {canonicalize_name(name): (name, version) for name, version in meta["required_packages_version"].items()}
+    listed = {
+        canonicalize_name(name): (name, version)
+        for name, version in meta["required_packages_version"].items()
+    }
     needed = bundle_requirements(bundle)
+    missing, extra = sorted(needed - set(listed)), sorted(set(listed) - needed)
     assert sorted(listed) == sorted(needed), (
-        f"required_packages_version: missing {sorted(needed - set(listed))}, not imported {sorted(set(listed) - needed)}"
+        f"required_packages_version: missing {missing}, not imported {extra}"
     )
     expected = {**pins(), "medinpaint": ("medinpaint", setup_cfg()["metadata"]["version"])}
     assert {n: listed[n] for n in sorted(listed)} == {n: expected[n] for n in sorted(listed)}
@@ -205,7 +216,9 @@ def test_pip_install_alone_gives_a_package_that_imports_and_runs_a_bundle(tmp_pa
     python = str(venv / "bin" / "python")
 
     def run(*args, timeout=600):
-        result = subprocess.run([*args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [*args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+        )
         assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result
 
@@ -228,6 +241,18 @@ def test_pip_install_alone_gives_a_package_that_imports_and_runs_a_bundle(tmp_pa
     datalist = f"$({parser['datalist'][1:]})[:1]"
     env["MEDINPAINT_DATA"] = str(default_root())  # the sample data already built: not rebuilt
     config = str(bundle / "configs" / "inference.json")
-    run(python, "-m", "monai.bundle", "run", "--config_file", config, "--bundle_root", str(bundle),
-        "--output_dir", str(tmp_path / "out"), "--datalist", datalist)
+    run(
+        python,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        config,
+        "--bundle_root",
+        str(bundle),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--datalist",
+        datalist,
+    )
     assert len(list((tmp_path / "out").rglob("*.nii.gz"))) == 1

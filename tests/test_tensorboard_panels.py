@@ -49,3 +49,11 @@ def test_a_missing_key_is_a_clear_error(tmp_path):
     TensorBoardPanels(log_dir=str(tmp_path), keys=("image", "pred")).attach(engine)
     with pytest.raises(KeyError, match=r"no \['image'\]; it has \['pred'\]"):
         engine.run([0], max_epochs=1)
+
+
+def test_the_inpainting_target_label_draws_its_image_and_mask(tmp_path):
+    target = {"image": torch.rand(2, 1, 4, 6), "mask": torch.ones(2, 1, 4, 6)}  # batched, not decollated
+    engine = Engine(lambda engine, batch: {"label": target, "pred": torch.rand(2, 1, 4, 6)})
+    TensorBoardPanels(log_dir=str(tmp_path), keys=("label", "pred")).attach(engine)
+    engine.run([0], max_epochs=1)
+    assert sorted(read_images(tmp_path)) == ["val/label_image_0", "val/label_mask_0", "val/pred_0"]

@@ -164,10 +164,10 @@ def test_pack_refuses_symlinks_out_of_the_bundle_and_never_packs_their_content(t
         zoo.pack(bundle, tmp_path / "dist")
     assert str(error.value) == (
         "toy_bundle does not pass the zoo checks: "
-        f"docs/folder is a symlink to {outside / 'folder'}, outside the bundle: copy the file into the bundle or "
-        f"remove the link; docs/dangling.txt is a broken symlink (to {tmp_path / 'nowhere.txt'}); "
-        f"docs/secret.txt is a symlink to {outside / 'secret.txt'}, outside the bundle: copy the file into the "
-        "bundle or remove the link"
+        f"docs/folder is a symlink to {outside / 'folder'}, outside the bundle: copy the file into the "
+        f"bundle or remove the link; docs/dangling.txt is a broken symlink (to {tmp_path / 'nowhere.txt'}); "
+        f"docs/secret.txt is a symlink to {outside / 'secret.txt'}, outside the bundle: copy the file into "
+        "the bundle or remove the link"
     )
     assert "docs/secret.txt" not in [p.as_posix() for p in zoo.packed_files(bundle)]
     for name in ("secret.txt", "folder", "dangling.txt"):

@@ -5,6 +5,7 @@ Build it with ``python -m common.data build``; bundles call :func:`build_sample_
 """
 
 from .cohort import MNI_AFFINE, MNI_SHAPE, CohortParameters, load_template, make_subject
+from .ixi import T1Subject, build_ixi_data, build_ixi_mni, find_subjects, load_ixi_datalist
 from .overview import write_overview
 from .sample import (
     DEFAULT_SEED,
@@ -15,10 +16,12 @@ from .sample import (
     build_sample_data,
     dataset_dir,
     default_root,
+    ensure_sample_data,
     load_datalist,
     sample_brain_slice,
     split_subjects,
 )
+from .skull_stripping import skull_strip
 
 __all__ = [
     "DEFAULT_SEED",
@@ -29,13 +32,20 @@ __all__ = [
     "SLICE_SIZE",
     "CohortParameters",
     "SampleDataError",
+    "T1Subject",
+    "build_ixi_data",
+    "build_ixi_mni",
     "build_sample_data",
     "dataset_dir",
     "default_root",
+    "ensure_sample_data",
+    "find_subjects",
+    "load_ixi_datalist",
     "load_datalist",
     "load_template",
     "make_subject",
     "sample_brain_slice",
+    "skull_strip",
     "split_subjects",
     "write_overview",
 ]

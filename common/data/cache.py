@@ -23,8 +23,8 @@ def build_cached_folder(
 ) -> Path:
     """Return ``target``, first building it unless ``is_complete(target)`` (or ``force``).
 
-    ``write(staging)`` fills a temporary folder beside ``target``, which then replaces it with one rename. When
-    another process completes ``target`` meanwhile, its folder is kept and the staging copy discarded.
+    ``write(staging)`` fills a temporary folder beside ``target``, which then replaces it with one rename.
+    When another process completes ``target`` meanwhile, its folder is kept and the staging copy discarded.
     """
     target = Path(target)
     if not force and is_complete(target):

@@ -23,9 +23,12 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -55,6 +58,9 @@ VOLUME_KEYS = {  # datalist key -> file stem
 }
 SLICE_KEYS = ("image", "image_ms", "label_ms", "image_tumour", "label_tumour", "brain")
 MASK_STEMS = {"ms_mask", "tumour_mask", "brain"}
+MB_PER_SUBJECT = 37.3  # the default 10-subject cohort is 373 MB
+
+logger = logging.getLogger(__name__)
 
 
 class SampleDataError(RuntimeError):
@@ -180,6 +186,15 @@ def _build_subject(out_dir: str, index: int, seed_sequence: np.random.SeedSequen
     return entry, entries_2d, subject.info, checksums
 
 
+def _report(message: str) -> None:
+    """Log ``message`` at INFO when logging shows it (a bundle run), else print it to stderr: a first build
+    writes hundreds of MB for tens of seconds and must not look like a hang."""
+    if logger.isEnabledFor(logging.INFO) and logger.hasHandlers():
+        logger.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
 def _writable_root(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -209,27 +224,55 @@ def build_sample_data(
     """Build the cohort (if it is not built already) and return its folder.
 
     Idempotent: a complete build (its manifest written last) is reused. The build is atomic
-    (:func:`common.data.cache.build_cached_folder`), so an interrupted build never looks complete.
+    (:func:`common.data.cache.build_cached_folder`), so an interrupted build never looks complete. A build
+    says where it writes, how much, and reports each subject as it is written (:func:`_report`).
     """
     target = dataset_dir(root, n_subjects, seed)
     if _read_manifest(target) is not None and not force:
         return target
     _writable_root(target.parent)
     workers = max(1, min(workers or os.cpu_count() or 1, n_subjects))
+    start = time.perf_counter()
+    _report(
+        f"building the sample data in {target}: {n_subjects} synthetic subjects (seed {seed}) from nilearn's "
+        f"MNI152 template, about {round(MB_PER_SUBJECT * n_subjects)} MB, {workers} process(es); "
+        "done once, then reused"
+    )
 
     def write(staging: Path) -> None:
         params = CohortParameters()
         streams = np.random.SeedSequence(seed).spawn(n_subjects)
         jobs = [(str(staging), i, streams[i], params) for i in range(n_subjects)]
+        results = [None] * n_subjects
+
+        def done(index: int, result, count: int) -> None:
+            results[index] = result
+            _report(f"sample data: subject {count}/{n_subjects} written ({time.perf_counter() - start:.0f} s)")
+
         if workers == 1:
-            results = [_build_subject(*job) for job in jobs]
+            for count, job in enumerate(jobs, 1):
+                done(job[1], _build_subject(*job), count)
         else:
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-                results = list(pool.map(_build_subject, *zip(*jobs)))
+                futures = {pool.submit(_build_subject, *job): job[1] for job in jobs}
+                for count, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                    done(futures[future], future.result(), count)
         _write_index(staging, results, n_subjects, seed, params)
 
-    return build_cached_folder(target, lambda folder: _read_manifest(folder) is not None, write, force)
+    folder = build_cached_folder(target, lambda folder: _read_manifest(folder) is not None, write, force)
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+    _report(f"sample data ready in {folder} ({size:.0f} MB, {time.perf_counter() - start:.1f} s)")
+    return folder
+
+
+def ensure_sample_data(folder: str | Path) -> str:
+    """``folder``, first building the sample cohort when ``folder`` is the default cohort's (the bundles'
+    ``dataset_dir`` default): datalists read through it build the cohort on first use, while a user's own
+    ``--dataset_dir`` or ``--datalist`` never builds (nor writes) anything."""
+    if Path(folder).expanduser().resolve() == dataset_dir().resolve():
+        return str(build_sample_data())
+    return str(folder)
 
 
 def _write_index(folder: Path, results, n_subjects: int, seed: int, params: CohortParameters) -> None:

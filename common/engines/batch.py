@@ -7,8 +7,6 @@ A batch is a dict holding at least the ground-truth ``image`` and the ``mask`` (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from ..masking import MaskedInput, inpainting_target
@@ -38,18 +36,12 @@ class InpaintingBatchPreparer:
     :mod:`common.metrics`. So the supervised 3D and gated-conv bundles need no engine of their own.
 
     Args:
-        mode, image_key, mask_key, fill_value, extra_keys: see :class:`common.masking.MaskedInput`.
+        mode, masked_input_args: the arguments of :class:`common.masking.MaskedInput` (``image_key``,
+            ``mask_key``, ``fill_value``, ``extra_keys``).
     """
 
-    def __init__(
-        self,
-        mode: str = "concat",
-        image_key: str = "image",
-        mask_key: str = "mask",
-        fill_value: float = 0.0,
-        extra_keys: Sequence[str] = (),
-    ) -> None:
-        self.build = MaskedInput(mode, image_key, mask_key, fill_value, extra_keys)
+    def __init__(self, mode: str = "concat", **masked_input_args) -> None:
+        self.build = MaskedInput(mode, **masked_input_args)
 
     def __call__(self, batchdata: dict, device=None, non_blocking: bool = False, **kwargs):
         batch = prepare_inpainting_batch(batchdata, device, non_blocking, **kwargs)

@@ -27,8 +27,9 @@ class TensorBoardPanels(TensorBoardHandler):
     Args:
         summary_writer: an existing ``SummaryWriter``; or ``log_dir`` to create one.
         log_dir: TensorBoard folder when no writer is given.
-        keys: keys of the (decollated or batched) evaluator output to draw; each channel is a panel, each entry
-            of a dict value (the inpainting target ``label``: ``image``, ``mask``) a ``<key>_<entry>`` panel set.
+        keys: keys of the (decollated or batched) evaluator output to draw; each channel is a panel, and each
+            entry of a dict value (the inpainting target ``label``: ``image``, ``mask``) a ``<key>_<entry>``
+            panel set.
         index: which sample of the last batch.
         max_channels: at most this many channels per key.
         tag: prefix of the image tags.
@@ -67,7 +68,8 @@ class TensorBoardPanels(TensorBoardHandler):
         panels = {}
         for key in self.keys:
             value = sample[key]
-            panels.update({f"{key}_{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
+            entries = value if isinstance(value, dict) else {None: value}
+            panels.update({key if k is None else f"{key}_{k}": v for k, v in entries.items()})
         for key, value in panels.items():
             value = torch.as_tensor(value).detach().float().cpu()
             for channel in range(min(value.shape[0], self.max_channels)):

@@ -23,7 +23,7 @@ the mask under its own key.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -99,15 +99,19 @@ def _roi_mean(values: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     return ((values * weights).sum(dim=dims) / weights.sum(dim=dims))[:, None]
 
 
-def _windows_inside(region: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
-    """(B, 1, *S') indicator of the 'valid' window positions whose window lies entirely inside the region."""
+def _window_inside_roi(
+    y: torch.Tensor, region: torch.Tensor, size: int, metric: str
+) -> tuple[tuple[int, ...], torch.Tensor]:
+    """The cubic window of side ``size`` for ``y``'s spatial dims and the (B, 1, *S') indicator of the 'valid'
+    window positions whose window lies entirely inside the region."""
+    window = ensure_tuple_rep(size, y.ndim - 2)
+    if any(s < w for s, w in zip(y.shape[2:], window)):
+        raise ValueError(f"image {tuple(y.shape[2:])} smaller than the {metric} window {window}.")
     pool = F.avg_pool2d if region.ndim == 4 else F.avg_pool3d
-    inside = pool(region.double(), kernel_size=tuple(window), stride=1) > 1 - 1e-9
+    inside = pool(region.double(), kernel_size=window, stride=1) > 1 - 1e-9
     if not inside.reshape(region.shape[0], -1).any(dim=1).all():
-        raise ValueError(
-            f"the RoI of some image holds no full {tuple(window)} window; use a larger RoI or window."
-        )
-    return inside
+        raise ValueError(f"the RoI of some image holds no full {window} window; use a larger RoI or window.")
+    return window, inside
 
 
 class RoIImageMetric(ReducedMetric):
@@ -140,13 +144,9 @@ class RoIImageMetric(ReducedMetric):
         """Per-item computation of channel-first lists (MONAI's passes one ``mask`` to every item)."""
         if y is None:
             raise ValueError(f"{type(self).__name__} needs a ground truth `y`.")
-        masks = [None] * len(y_pred) if mask is None else mask
-        return torch.cat(
-            [
-                self._compute_tensor(p.detach()[None], t.detach()[None], None if m is None else m.detach()[None])
-                for p, t, m in zip(y_pred, y, masks)
-            ]
-        )
+        masks = [None] * len(y_pred) if mask is None else [m.detach()[None] for m in mask]
+        values = [self._compute_tensor(p.detach()[None], t.detach()[None], m) for p, t, m in zip(y_pred, y, masks)]
+        return torch.cat(values)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, mask=None) -> torch.Tensor:  # type: ignore[override]
         if y is None:
@@ -168,32 +168,35 @@ class RoIImageMetric(ReducedMetric):
         raise NotImplementedError
 
 
-class MSEMetric(RoIImageMetric):
-    """Mean squared error on a stated intensity scale: inputs in [0, ``data_range``] are rescaled to
-    [0, ``report_range``] first (default 255: the papers report MSE on 0-255), i.e.
-    MSE = (report_range / data_range)^2 * mean((y_pred - y)^2) over the RoI."""
+class _RescaledErrorMetric(RoIImageMetric):
+    """(report_range / data_range)^power * mean(|y_pred - y|^power) over the RoI: the error on a stated
+    intensity scale (inputs in [0, ``data_range``] read as [0, ``report_range``])."""
 
-    def __init__(
-        self, data_range: float = 1.0, report_range: float = 255.0, roi: str = "image", **kwargs
-    ) -> None:
+    power = 1
+
+    def __init__(self, data_range: float, report_range: float, roi: str = "image", **kwargs) -> None:
         super().__init__(roi, **kwargs)
         self.scale = float(report_range) / float(data_range)
 
     def _compute_roi(self, y_pred, y, region):
-        return self.scale**2 * _roi_mean((y_pred - y) ** 2, region)
+        return self.scale**self.power * _roi_mean(torch.abs(y_pred - y) ** self.power, region)
 
 
-class MAEMetric(RoIImageMetric):
+class MSEMetric(_RescaledErrorMetric):
+    """Mean squared error over the RoI on the 0-``report_range`` scale (default 255: the papers report MSE
+    on 0-255), i.e. (report_range / data_range)^2 * mean((y_pred - y)^2)."""
+
+    power = 2
+
+    def __init__(self, data_range: float = 1.0, report_range: float = 255.0, roi: str = "image", **kwargs):
+        super().__init__(data_range, report_range, roi, **kwargs)
+
+
+class MAEMetric(_RescaledErrorMetric):
     """Mean absolute error over the RoI, rescaled by report_range / data_range (default 1: input scale)."""
 
-    def __init__(
-        self, data_range: float = 1.0, report_range: float = 1.0, roi: str = "image", **kwargs
-    ) -> None:
-        super().__init__(roi, **kwargs)
-        self.scale = float(report_range) / float(data_range)
-
-    def _compute_roi(self, y_pred, y, region):
-        return self.scale * _roi_mean(torch.abs(y_pred - y), region)
+    def __init__(self, data_range: float = 1.0, report_range: float = 1.0, roi: str = "image", **kwargs):
+        super().__init__(data_range, report_range, roi, **kwargs)
 
 
 class PSNRMetric(RoIImageMetric):
@@ -253,10 +256,7 @@ class SSIMMetric(RoIImageMetric):
 
     def _compute_roi(self, y_pred, y, region):
         spatial = y.ndim - 2
-        window = ensure_tuple_rep(self.win_size, spatial)
-        if any(s < w for s, w in zip(y.shape[2:], window)):
-            raise ValueError(f"image {tuple(y.shape[2:])} smaller than the SSIM window {window}.")
-        inside = _windows_inside(region, window)
+        window, inside = _window_inside_roi(y, region, self.win_size, "SSIM")
         ssim_map, _ = compute_ssim_and_cs(
             y_pred,
             y,
@@ -288,10 +288,7 @@ class UQIMetric(RoIImageMetric):
 
     def _compute_roi(self, y_pred, y, region):
         spatial = y.ndim - 2
-        window = ensure_tuple_rep(self.window, spatial)
-        if any(s < w for s, w in zip(y.shape[2:], window)):
-            raise ValueError(f"image {tuple(y.shape[2:])} smaller than the UQI window {window}.")
-        inside = _windows_inside(region, window)
+        window, inside = _window_inside_roi(y, region, self.window, "UQI")
         pool = F.avg_pool2d if spatial == 2 else F.avg_pool3d
         mx, my = pool(y_pred, window, stride=1), pool(y, window, stride=1)
         var_x = pool(y_pred * y_pred, window, stride=1) - mx * mx

@@ -9,6 +9,7 @@ residual and the ground truth.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -32,9 +33,15 @@ __all__ = ["tumour_slices", "load_tumour_cases", "segment_subjects", "evaluate_s
 SAMPLE_DATA_KEYS = {"image": "image_tumour", "label": "label_tumour", "ooi": "brain"}
 
 
+@functools.lru_cache(maxsize=1)
+def _mask_loader() -> Compose:
+    """One reader for every mask file: a ``LoadImage`` per file redoes its reader set-up (and prints its
+    codec warnings) once per slice."""
+    return Compose([LoadImage(image_only=True), EnsureChannelFirst()])
+
+
 def _read_mask(path: str) -> torch.Tensor:
-    mask = EnsureChannelFirst()(LoadImage(image_only=True)(path))
-    return (mask.as_tensor() > 0).float()
+    return (_mask_loader()(path).as_tensor() > 0).float()
 
 
 def tumour_slices(

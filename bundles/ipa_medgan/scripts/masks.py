@@ -12,7 +12,7 @@ torchrun ranks) never see a half-written bank.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +84,34 @@ class FixedBankMaskd(MaskTransformd):
     """Deterministic bank mask: the entry's ``index_key`` picks mask ``index mod len(bank)``; entries without it
     are left unmasked (e.g. a user's image that already lacks the region to inpaint).
 
+    ``directory`` may be a callable returning the bank folder (``inference.json``: ``mask_bank`` with
+    ``"_mode_": "callable"``): it is called, and the bank written, only when an entry has ``index_key``, so
+    inference on a user's own images writes nothing into the data cache.
     Writes ``mask_key`` and ``masked_key`` like every ``common.transforms`` mask transform.
     """
 
     spatial_dims = (2,)
 
     def __init__(
-        self, keys: KeysCollection, directory: str, index_key: str = "mask_index", **kwargs: Any
+        self, keys: KeysCollection, directory: str | Callable[[], str], index_key: str = "mask_index", **kwargs: Any
     ) -> None:
         super().__init__(keys, **kwargs)
-        self.directory, self.index_key = str(directory), index_key
-        self.bank = load_mask_bank(directory)
+        self.index_key = index_key
+        self._directory, self._bank = directory, None
+        if not callable(directory):
+            self._bank = load_mask_bank(directory)
+
+    @property
+    def directory(self) -> str:
+        if callable(self._directory):
+            self._directory = str(self._directory())
+        return str(self._directory)
+
+    @property
+    def bank(self) -> np.ndarray:
+        if self._bank is None:
+            self._bank = load_mask_bank(self.directory)
+        return self._bank
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
