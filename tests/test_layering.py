@@ -1,6 +1,7 @@
 """The layers of ``common``: every import points down, and nothing in ``common`` imports a bundle.
 
-checks, data <- masking <- networks, transforms <- losses, metrics <- engines <- zoo, bundle_scripts.
+checks, data <- masking <- networks, transforms <- losses, metrics <- engines <- zoo, bundle_scripts,
+bundle_config (the bundle tooling).
 A package may import itself and any package of a lower level, never one of its own level or above (so
 ``networks`` and ``transforms`` stay independent, as do ``losses`` and ``metrics``).
 """
@@ -24,6 +25,7 @@ LEVELS = {
     "engines": 4,
     "zoo": 5,
     "bundle_scripts": 5,
+    "bundle_config": 5,
 }
 
 

@@ -175,11 +175,13 @@ def test_inference_with_a_symlinked_dataset_dir_writes_into_output_dir_only(tmp_
 
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "inference.json"))
-    expression = parser["datalist"]
-    assert expression.startswith("$"), "the test narrows the config's own datalist expression"
-    parser.update(
-        {"bundle_root": str(BUNDLE), "dataset_dir": str(link), "datalist": f"$({expression[1:]})[:1]"}
-    )
+    overrides = {  # the config's own datalist (an expression or a _target_), narrowed to its first entry
+        "bundle_root": str(BUNDLE),
+        "dataset_dir": str(link),
+        "full_datalist": parser["datalist"],
+        "datalist": "$@full_datalist[:1]",
+    }
+    parser.update(overrides)
     [entry] = parser.get_parsed_content("datalist")
     postfix = parser.get_parsed_content("output_postfix")
     source = entry["image"].removeprefix(str(link) + "/")
@@ -187,14 +189,8 @@ def test_inference_with_a_symlinked_dataset_dir_writes_into_output_dir_only(tmp_
     expected = source.removesuffix(".nii.gz") + f"_{postfix}.nii.gz"
 
     out = tmp_path / "out"
-    workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "inference.json"),
-        workflow_type="infer",
-        bundle_root=str(BUNDLE),
-        output_dir=str(out),
-        dataset_dir=str(link),
-        datalist=f"$({expression[1:]})[:1]",
-    )
+    config = str(BUNDLE / "configs" / "inference.json")
+    workflow = ConfigWorkflow(config_file=config, workflow_type="infer", output_dir=str(out), **overrides)
     workflow.initialize()
     workflow.run()
     workflow.finalize()

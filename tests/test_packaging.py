@@ -238,21 +238,11 @@ def test_pip_install_alone_gives_a_package_that_imports_and_runs_a_bundle(tmp_pa
     bundle = REPO / "bundles" / "shape_aware_mask_inpainting"
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))
-    datalist = f"$({parser['datalist'][1:]})[:1]"
+    # the config's own datalist (an expression or a _target_), narrowed to its first entry
+    first = tmp_path / "first_image.json"
+    first.write_text(json.dumps({"full_datalist": parser["datalist"], "datalist": "$@full_datalist[:1]"}))
     env["MEDINPAINT_DATA"] = str(default_root())  # the sample data already built: not rebuilt
-    config = str(bundle / "configs" / "inference.json")
-    run(
-        python,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        config,
-        "--bundle_root",
-        str(bundle),
-        "--output_dir",
-        str(tmp_path / "out"),
-        "--datalist",
-        datalist,
-    )
+    configs = json.dumps([str(bundle / "configs" / "inference.json"), str(first)])
+    output = ["--output_dir", str(tmp_path / "out")]
+    run(python, "-m", "monai.bundle", "run", "--config_file", configs, "--bundle_root", str(bundle), *output)
     assert len(list((tmp_path / "out").rglob("*.nii.gz"))) == 1

@@ -80,7 +80,6 @@ FORMAT_VERSION = 1
 TISSUE_ROIS = {"brain": (701,), "gm": (601,), "wm": (604,), "csf": (600, 509)}
 BRAIN_ROIS = (701, 702)
 N_VALIDATION = 4
-MASK_KEYS = ("brain", "gm", "wm", "csf")
 REGISTRATION_SEED = 1
 
 
@@ -408,7 +407,7 @@ def _register_subject(build: str, entry: dict) -> dict:
     from common.transforms.preprocessing import check_t1_like, register_to_mni, resample_to_mni
 
     name = entry["subject"]
-    keys = [key for key in ("image", *MASK_KEYS) if key in entry]
+    keys = [key for key in ("image", *TISSUE_ROIS) if key in entry]
 
     def write(staging: Path) -> None:
         images = {key: nib.load(Path(build) / entry[key]) for key in keys}
