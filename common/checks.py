@@ -19,9 +19,10 @@ __all__ = [
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """Raise ValueError if ``x`` holds NaN or infinity."""
+    """Raise ValueError if ``x`` holds NaN or infinity, saying which (an Inf is not reported as a NaN)."""
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values.")
+        found = [w for w, bad in (("NaN", torch.isnan(x).any()), ("Inf", torch.isinf(x).any())) if bad]
+        raise ValueError(f"{name} contains {' and '.join(found)} values.")
 
 
 def check_binary_mask(mask: torch.Tensor, name: str = "mask") -> None:

@@ -16,11 +16,13 @@ placeholders expand to every bundle. Then each recorded command is checked:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,8 +120,11 @@ def record(snippet: Snippet, tmp_path: Path) -> list[Command]:
     return commands
 
 
-def all_commands(tmp_path: Path) -> list[Command]:
-    return [command for doc in DOCS for snippet in snippets(doc) for command in record(snippet, tmp_path)]
+@functools.cache
+def recorded() -> tuple[Command, ...]:
+    """Every command of every doc (recorded once per session)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return tuple(command for doc in DOCS for snippet in snippets(doc) for command in record(snippet, Path(folder)))
 
 
 def monai_bundle_args(argv: list[str]) -> list[str] | None:
@@ -189,9 +194,9 @@ def is_shipped_inference(command: Command, parsed: BundleCommand) -> bool:
     )
 
 
-def test_bash_snippets_expand_to_commands(tmp_path):
+def test_bash_snippets_expand_to_commands():
     """The extraction itself: every doc yields commands, and ``bundles/<name>`` expands to every bundle."""
-    commands = all_commands(tmp_path)
+    commands = recorded()
     assert {c.snippet.doc for c in commands} == set(DOCS)
     readme = [c for c in commands if c.snippet.doc == REPO / "README.md" and "bundles/<name>" in c.snippet.raw]
     assert {c.snippet.bundle.name for c in readme} == {b.name for b in BUNDLES}
@@ -199,12 +204,12 @@ def test_bash_snippets_expand_to_commands(tmp_path):
     assert inference == {f"bundles/{b.name}/configs/inference.json" for b in BUNDLES}
 
 
-def test_every_monai_bundle_command_parses(tmp_path):
+def test_every_monai_bundle_command_parses():
     """Every ``python -m monai.bundle`` / torchrun command: files, ids, values, references, run id, bundle root."""
     import monai.bundle.__main__ as bundle_cli
 
     checked = 0
-    for command in all_commands(tmp_path):
+    for command in recorded():
         args = monai_bundle_args(command.argv)
         if args is None:
             continue
@@ -231,40 +236,51 @@ def run_bundle_in_process(args: list[str], cwd: Path, monkeypatch) -> None:
     fire.Fire(run, command=args[1:], name="run")
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_inference_commands_on_the_shipped_weights_run_and_write_the_documented_files(tmp_path, monkeypatch):
-    """Each distinct shipped-weights inference command runs as written (outputs moved to a temporary folder, the
-    first sample case only) and writes files named as the bundle's docs say (``sub-008/...`` examples)."""
-    candidates = {}
-    for command in all_commands(tmp_path):
+SLOW_INFERENCE = ("blind_lesion_inpainting_3d",)  # 3-D MNI preprocessing: minutes on a loaded CPU
+
+
+def shipped_inference_command(bundle: Path) -> tuple[Command, list[str], BundleCommand]:
+    """The docs' inference command on ``bundle``'s shipped weights; one run from another folder ("from any
+    folder") is preferred, the stronger claim."""
+    found = None
+    for command in recorded():
         args = monai_bundle_args(command.argv)
         if args is None or args[0] != "run" or command.argv[0] == "torchrun":
             continue
         parsed = parse_command_line(args, command.cwd)
-        if is_shipped_inference(command, parsed):
-            config = parsed.config_files(command.cwd)[0].resolve()
-            # one run per bundle; a command run from another folder ("from any folder") is the stronger claim
-            if config not in candidates or not command.cwd.is_relative_to(REPO):
-                candidates[config] = (command, args, parsed)
-    done = {}
-    for config, (command, args, parsed) in candidates.items():
-        output = tmp_path / f"out{len(done)}"
-        argv = [a if a != parsed.overrides.get("output_dir") else str(output) for a in args]
-        if "output_dir" not in parsed.overrides:
-            argv += ["--output_dir", str(output)]
-        run_bundle_in_process([*argv, "--dataset#data", "$@datalist[:1]"], command.cwd, monkeypatch)
-        written = sorted(p.relative_to(output).as_posix() for p in output.rglob("*.nii.gz"))
-        assert written, f"{command}: wrote no NIfTI file"
-        done[config] = (command, written)
-    assert {config.parents[1].name for config in done} == {b.name for b in BUNDLES}
-    for config, (command, written) in done.items():
-        doc = config.parents[1] / "docs" / "README.md"
-        for named in re.findall(r"`(sub-(?:\d{3}|xxx)/[^`\s]+\.nii\.gz)`", doc.read_text(encoding="utf-8")):
-            pattern = re.sub(r"\\<[^>]+\\>|sub\\-xxx", "[^/]+", re.escape(named))
-            pattern = re.sub(r"\d+", r"\\d+", pattern)
-            assert any(re.fullmatch(pattern, name) for name in written), (
-                f"{doc.relative_to(REPO)} names the output {named}, but {command} writes {written}"
-            )
+        if is_shipped_inference(command, parsed) and parsed.config_files(command.cwd)[0].resolve().parents[1] == bundle:
+            if found is None or not command.cwd.is_relative_to(REPO):
+                found = (command, args, parsed)
+    assert found, f"no doc shows inference of {bundle.name} on its shipped weights"
+    return found
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "bundle",
+    [pytest.param(b, marks=[pytest.mark.slow] if b.name in SLOW_INFERENCE else []) for b in BUNDLES],
+    ids=[b.name for b in BUNDLES],
+)
+def test_inference_on_the_shipped_weights_runs_as_written_and_writes_the_documented_files(
+    bundle, tmp_path, monkeypatch
+):
+    """The documented inference command runs (outputs moved to a temporary folder, the first sample case only)
+    and writes files named as the bundle's docs say (their ``sub-008/...`` examples)."""
+    command, args, parsed = shipped_inference_command(bundle)
+    output = tmp_path / "out"
+    argv = [a if a != parsed.overrides.get("output_dir") else str(output) for a in args]
+    if "output_dir" not in parsed.overrides:
+        argv += ["--output_dir", str(output)]
+    run_bundle_in_process([*argv, "--dataset#data", "$@datalist[:1]"], command.cwd, monkeypatch)
+    written = sorted(p.relative_to(output).as_posix() for p in output.rglob("*.nii.gz"))
+    assert written, f"{command}: wrote no NIfTI file"
+    doc = bundle / "docs" / "README.md"
+    for named in re.findall(r"`(sub-(?:\d{3}|xxx)/[^`\s]+\.nii\.gz)`", doc.read_text(encoding="utf-8")):
+        pattern = re.sub(r"\d+", r"\\d+", re.escape(named))  # the example's numbers stand for any
+        pattern = re.sub(r"<[^>]+>|xxx", "[^/]+", pattern)
+        assert any(re.fullmatch(pattern, name) for name in written), (
+            f"{doc.relative_to(REPO)} names the output {named}, but {command} writes {written}"
+        )
 
 
 def test_other_documented_commands_run_or_accept_their_options(tmp_path, monkeypatch):
@@ -276,7 +292,7 @@ def test_other_documented_commands_run_or_accept_their_options(tmp_path, monkeyp
 
     moved: dict[str, str] = {}
     kinds = set()
-    for command in all_commands(tmp_path):
+    for command in recorded():
         argv, cwd = command.argv, command.cwd
         if monai_bundle_args(argv) is not None or argv[0] in ("cp", "tensorboard"):
             continue

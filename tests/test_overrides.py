@@ -172,8 +172,15 @@ def test_false_on_the_command_line_means_false(tmp_path):
     assert str(missing) in result.stderr and "RANDOM weights" not in result.stdout + result.stderr
 
 
+SLOW_INFERENCE = ("autoinpainting_tumor_segmentation", "blind_lesion_inpainting_3d")  # minutes under load
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+@pytest.mark.parametrize(
+    "bundle",
+    [pytest.param(b, marks=[pytest.mark.slow] if b.name in SLOW_INFERENCE else []) for b in BUNDLES],
+    ids=[b.name for b in BUNDLES],
+)
 def test_own_data_inference_never_builds_the_sample_data(bundle, tmp_path, monkeypatch):
     """``MEDINPAINT_DATA`` is an empty folder and the datalist one file of the user's: inference runs, writes
     its outputs, and the folder stays empty (before: the first own-data run wrote the 373 MB sample cohort)."""

@@ -76,7 +76,8 @@ def _check_volume(volume: Any, name: str = "image") -> np.ndarray:
         )
     volume = volume.astype(np.float32, copy=False)
     if not np.isfinite(volume).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        found = [w for w, bad in (("NaN", np.isnan(volume).any()), ("Inf", np.isinf(volume).any())) if bad]
+        raise ValueError(f"{name} contains {' and '.join(found)} values")
     return volume
 
 

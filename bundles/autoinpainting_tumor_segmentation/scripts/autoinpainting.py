@@ -32,6 +32,7 @@ segmentation, the residual and the inpainted image.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from monai.transforms import MapTransform
 from scipy import ndimage
 
 from common.transforms import sliding_circle_masks
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "AutoInpainter",
@@ -297,7 +300,16 @@ class AutoInpaintingInferer(Inferer):
                 "is not a 0/1 mask (e.g. concatenate the 'ooi' key of the bundle's OrganOfInterestd last)."
             )
         outputs = []
-        for image, region in zip(plain[:, :-1], plain[:, -1]):
+        names = inputs.meta.get("filename_or_obj") if isinstance(inputs, MetaTensor) else None
+        for index, (image, region) in enumerate(zip(plain[:, :-1], plain[:, -1])):
+            if bool((image == image.flatten()[0]).all()) or not region.any():
+                # a constant slice (or empty organ) has no anatomy to inpaint: any residual would be a false tumour
+                name = names[index] if isinstance(names, (list, tuple)) else (names or f"batch item {index}")
+                why = "the image is constant" if region.any() else "the organ-of-interest mask is empty"
+                logger.warning("skipped slice %s: %s, so its segmentation is empty", name, why)
+                empty = torch.zeros_like(image[:1])
+                outputs.append(torch.cat([empty, empty, image]))
+                continue
             result = self.search.inpaint_slice(network, image, region)
             residual = residual_volume(image, result.inpainted)
             outputs.append(
