@@ -196,6 +196,8 @@ def override_problems(command: BundleCommand, cwd: str | Path | None = None) -> 
     known_ids: list[str] | None = None
     problems, booleans = [], {}
     for config_id, value in command.overrides.items():
+        if config_id in _tracking_settings(command.args.get("tracking")):
+            continue  # read by MONAI's experiment tracking (--tracking mlflow), not by a config
         found, default = _lookup(parser, config_id)
         if not found:
             known_ids = known_ids if known_ids is not None else list(config_ids(parser.get()))
@@ -208,6 +210,14 @@ def override_problems(command: BundleCommand, cwd: str | Path | None = None) -> 
             except ValueError as err:
                 problems.append(f"{err} (boolean id '{config_id}')")
     return problems, booleans
+
+
+def _tracking_settings(tracking: Any) -> set[str]:
+    if not isinstance(tracking, str):
+        return set(tracking.get("configs", {})) if isinstance(tracking, dict) else set()
+    from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
+
+    return set(DEFAULT_EXP_MGMT_SETTINGS.get(tracking, {}).get("configs", {}))
 
 
 def is_bundle_cli(argv0: str | None = None) -> bool:

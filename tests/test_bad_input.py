@@ -60,11 +60,17 @@ for _bundle, (_dims, _mask, _) in LAYOUT.items():
     EXPECTED[_bundle, "wrong channel count"] = (ValueError, "this bundle expects 1 channel(s), got 3")
     EXPECTED[_bundle, "NaN"] = (ValueError, "the image contains NaN values")
     EXPECTED[_bundle, "Inf"] = (ValueError, "the image contains Inf values")
-    EXPECTED[_bundle, "all-zero image"] = (ValueError, "the image is constant (every value 0): nothing to inpaint")
+    EXPECTED[_bundle, "all-zero image"] = (
+        ValueError,
+        "the image is constant (every value 0): nothing to inpaint",
+    )
     EXPECTED[_bundle, "missing file"] = (FileNotFoundError, "input file not found: ")
     EXPECTED[_bundle, "truncated file"] = (ValueError, "truncated or corrupt gzip file")
     if _mask is not None:
-        EXPECTED[_bundle, "empty mask"] = (ValueError, "the mask is empty (no non-zero voxel): nothing to inpaint")
+        EXPECTED[_bundle, "empty mask"] = (
+            ValueError,
+            "the mask is empty (no non-zero voxel): nothing to inpaint",
+        )
         EXPECTED[_bundle, "all-ones mask"] = (
             ValueError,
             "the mask covers the whole image (all ones): nothing to inpaint from",
@@ -77,7 +83,14 @@ EXPECTED["autoinpainting_tumor_segmentation", "wrong dimensionality"] = (
     ValueError,
     "this bundle expects a 2-D slice (C, H, W) (channel first), got shape (1, 64, 64, 8)",
 )
-EXPECTED["shape_aware_mask_inpainting", "wrong dimensionality"] = (ValueError, "this 2D model needs one slice")
+EXPECTED["blind_lesion_inpainting_3d", "empty mask"] = (
+    ValueError,
+    "the mask is empty (no non-zero voxel): nothing to inpaint; for a lesion-free subject set allow_empty_mask true",
+)
+EXPECTED["shape_aware_mask_inpainting", "wrong dimensionality"] = (
+    ValueError,
+    "this 2D model needs one slice",
+)
 EXPECTED["autoinpainting_tumor_segmentation", "all-zero image"] = (
     "runs: empty segmentation, and a warning 'skipped slice <file>: the image is constant'"
 )
@@ -177,11 +190,15 @@ def test_bad_input(bundle, case, tmp_path, capfd):
     if bundle == "autoinpainting_tumor_segmentation" and case == "all-zero image":
         from harness import run_inference_in_process
 
-        run_inference_in_process(BUNDLES / bundle, tmp_path / "out", [entry])  # logs via the bundle's logging.conf
+        run_inference_in_process(
+            BUNDLES / bundle, tmp_path / "out", [entry]
+        )  # logs via the bundle's logging.conf
         outputs = sorted((tmp_path / "out").rglob("*_pred.nii.gz"))
         assert len(outputs) == 1 and not np.asarray(nib.load(outputs[0]).dataobj).any()
         printed = "".join(capfd.readouterr())
-        assert f"skipped slice {entry['image']}: the image is constant, so its segmentation is empty" in printed
+        assert (
+            f"skipped slice {entry['image']}: the image is constant, so its segmentation is empty" in printed
+        )
         return
     transform = preprocessing(bundle, case)
     if isinstance(expected, str):
@@ -197,7 +214,9 @@ def test_bad_input(bundle, case, tmp_path, capfd):
     if case in ("missing file", "truncated file"):
         assert entry["image"] in str(cause)
     if case == "geometry mismatch":
-        assert entry[LAYOUT[bundle][1]] in str(cause) and "spacing [2.0, 2.0, 2.0] vs [1.0, 1.0, 1.0]" in str(cause)
+        assert entry[LAYOUT[bundle][1]] in str(cause) and "spacing [2.0, 2.0, 2.0] vs [1.0, 1.0, 1.0]" in str(
+            cause
+        )
         assert "resample_mask_to_image" in str(cause)
 
 
@@ -211,12 +230,15 @@ def test_advised_options_are_config_ids(bundle):
         configs.append(BUNDLES / bundle / "configs" / LAYOUT[bundle][2])
     ids = set().union(*(json.loads(c.read_text()) for c in configs))
     assert "resample_mask_to_image" in ids
+    if bundle == "blind_lesion_inpainting_3d":
+        assert "allow_empty_mask" in ids
 
 
 def test_geometry_mismatch_resampled_when_configured(tmp_path):
     """With ``resample_mask_to_image`` true the mask is resampled (nearest) onto the image grid and used."""
-    from common.transforms import CheckInputd
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+    from common.transforms import CheckInputd
 
     entry = make_entry("shape_aware_mask_inpainting", "geometry mismatch", tmp_path)
     load = Compose([LoadImaged(["image", "mask"], image_only=True), EnsureChannelFirstd(["image", "mask"])])
@@ -240,7 +262,7 @@ def robustness_markdown() -> str:
     ]
     for bundle, case in PARAMS:
         expected = EXPECTED[bundle, case]
-        outcome = expected if isinstance(expected, str) else f"`{expected[0].__name__}`: \"{expected[1]}\""
+        outcome = expected if isinstance(expected, str) else f'`{expected[0].__name__}`: "{expected[1]}"'
         lines.append(f"| {bundle} | {case} | {outcome.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 

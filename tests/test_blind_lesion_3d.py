@@ -386,7 +386,7 @@ def test_non_blind_inference_rejects_an_empty_mask_and_a_mask_on_another_grid(tm
     )
     nib.save(nib.Nifti1Image(np.ones((20, 24, 20), np.uint8), np.diag([8.0, 8, 8, 1])), tmp_path / "g.nii")
     preprocessing = _tiny_inference(tmp_path, "inference_nonblind.json").get_parsed_content("preprocessing")
-    for mask, reason in (("e.nii", "holds no lesion"), ("g.nii", "different geometry")):
+    for mask, reason in (("e.nii", "the mask is empty"), ("g.nii", "the mask's geometry differs from the image")):
         with pytest.raises(RuntimeError) as error:  # MONAI's Compose wraps the transform's ValueError
             preprocessing({"image": paths["t1"], "label": str(tmp_path / mask)})
         assert isinstance(error.value.__cause__, ValueError) and reason in str(error.value.__cause__)

@@ -25,7 +25,7 @@ class RelativeOutputName:
 
     def __init__(self, data_root_dir: str | Path | None = None) -> None:
         self.root = None if data_root_dir is None else Path(data_root_dir)
-        self._bare_names: dict[tuple[str, str], str] = {}  # (output_dir, bare name) -> the input written so
+        self._bare_names: dict[tuple[str, str], str] = {}  # (output_dir, bare name) -> its input
 
     @staticmethod
     def relative_path(source: str | Path, root: str | Path) -> Path | None:

@@ -65,9 +65,14 @@ def _check_readable(path: str) -> None:
             header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw))
         except Exception as e:  # noqa: BLE001 - any header failure is a corrupt file
             raise ValueError(f"{path}: not a readable NIfTI file ({e})") from None
-        expected = int(header["vox_offset"]) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+        expected = (
+            int(header["vox_offset"])
+            + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+        )
         if len(raw) < expected:
-            raise ValueError(f"{path}: truncated NIfTI file ({len(raw)} bytes of data, the header needs {expected})")
+            raise ValueError(
+                f"{path}: truncated NIfTI file ({len(raw)} bytes of data, the header needs {expected})"
+            )
 
 
 class CheckFilesd(MapTransform):
@@ -88,7 +93,8 @@ class CheckInputd(MapTransform):
     Errors (ValueError, naming the file): not ``spatial_dims``-D, not ``channels`` channels, NaN or Inf, a
     constant image (unless ``allow_constant``), a mask that is empty (unless ``allow_empty_mask``) or covers the
     whole image (unless ``allow_full_mask``: an organ-of-interest mask may), a mask on another grid (affine or shape) than the image, unless ``resample_mask_to_image``:
-    then the mask is resampled onto the image grid (nearest neighbour).
+    then the mask is resampled onto the image grid (nearest neighbour). ``empty_mask_advice`` is appended to the
+    empty-mask message (where the bundle has an ``allow_empty_mask`` config id, say so).
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class CheckInputd(MapTransform):
         allow_empty_mask: bool = False,
         allow_full_mask: bool = False,
         resample_mask_to_image: bool = False,
+        empty_mask_advice: str = "",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -109,6 +116,7 @@ class CheckInputd(MapTransform):
         self.allow_constant, self.allow_empty_mask = bool(allow_constant), bool(allow_empty_mask)
         self.resample_mask_to_image = bool(resample_mask_to_image)
         self.allow_full_mask = bool(allow_full_mask)
+        self.empty_mask_advice = str(empty_mask_advice or "")
 
     def _check_image(self, image: Any, key: Hashable) -> None:
         name = file_name(image, key)
@@ -150,7 +158,9 @@ class CheckInputd(MapTransform):
             mask = ResampleToMatch(mode="nearest")(mask, image)
         hole = torch.as_tensor(mask) != 0
         if not hole.any() and not self.allow_empty_mask:
-            raise ValueError(f"{name}: the mask is empty (no non-zero voxel): nothing to inpaint")
+            raise ValueError(
+                f"{name}: the mask is empty (no non-zero voxel): nothing to inpaint{self.empty_mask_advice}"
+            )
         if hole.all() and not self.allow_full_mask:
             raise ValueError(f"{name}: the mask covers the whole image (all ones): nothing to inpaint from")
         return mask
@@ -182,6 +192,8 @@ def _geometry_difference(mask: Any, image: Any) -> str | None:
                 parts.append(f"spacing {np.round(sa, 4).tolist()} vs {np.round(sb, 4).tolist()}")
             if not np.allclose(a[:n, n], b[:n, n], atol=1e-3):
                 parts.append(f"origin {np.round(a[:n, n], 3).tolist()} vs {np.round(b[:n, n], 3).tolist()}")
-            if len(parts) == 0 or (np.allclose(sa, sb, atol=1e-3) and np.allclose(a[:n, n], b[:n, n], atol=1e-3)):
+            if len(parts) == 0 or (
+                np.allclose(sa, sb, atol=1e-3) and np.allclose(a[:n, n], b[:n, n], atol=1e-3)
+            ):
                 parts.append("direction differs")
     return "; ".join(parts) or None
