@@ -75,6 +75,15 @@ def test_unknown_ids_name_the_closest_existing_ones_and_booleans_are_parsed():
     assert booleans == {"eval_independent": False}
 
 
+def test_experiment_tracking_settings_are_not_taken_for_unknown_ids():
+    """``--tracking mlflow`` reads ``--tracking_uri`` / ``--experiment_name``: MONAI's, not a config's."""
+    args = ["run", "--config_file", str(IPA / "configs" / "inference.json"), "--tracking_uri", "file:///tmp/ml"]
+    assert override_problems(parse_command_line([*args, "--tracking", "mlflow"]))[0] == []
+    assert override_problems(parse_command_line(args))[0] == [
+        "unknown config id 'tracking_uri' (--tracking_uri): not in inference.json"
+    ]
+
+
 def test_every_config_that_initializes_checks_the_command_line_first():
     """The check must run before anything else of a run: first ``initialize`` step of every config defining one."""
     for path in sorted((REPO / "bundles").glob("*/configs/*.json")):

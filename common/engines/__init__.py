@@ -5,7 +5,12 @@ from .checkpoint import AtomicCheckpointSaver, RNGState
 from .distributed import release_ddp
 from .gan_trainer import DiscriminatorInput, InpaintingGanTrainer, detach_outputs
 from .output_names import RelativeOutputName
-from .state_dict_loader import StateDictLoader, read_state_dict
+from .state_dict_loader import (
+    StateDictLoader,
+    UnreadableCheckpointError,
+    exit_on_bad_checkpoint,
+    read_state_dict,
+)
 from .tensorboard import TensorBoardPanels
 
 __all__ = [
@@ -17,7 +22,9 @@ __all__ = [
     "RelativeOutputName",
     "StateDictLoader",
     "TensorBoardPanels",
+    "UnreadableCheckpointError",
     "detach_outputs",
+    "exit_on_bad_checkpoint",
     "prepare_inpainting_batch",
     "read_state_dict",
     "release_ddp",

@@ -7,14 +7,15 @@ config opts into random weights (``allow_random_weights``, for smoke tests of a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["StateDictLoader", "read_state_dict"]
+__all__ = ["StateDictLoader", "UnreadableCheckpointError", "exit_on_bad_checkpoint", "read_state_dict"]
 
 PAPER_WIDTH_OVERRIDE = "configs/inference_paper_width.json"
 DEFAULT_HINT = (
@@ -25,20 +26,37 @@ DEFAULT_HINT = (
 )
 
 
+class UnreadableCheckpointError(ValueError):
+    """A weights file that exists but is not a readable state dict (garbage bytes, pickled objects, ...)."""
+
+
+@contextlib.contextmanager
+def exit_on_bad_checkpoint() -> Iterator[None]:
+    """Turn a missing or unreadable checkpoint into ``SystemExit`` with ONE line naming the path.
+
+    MONAI's bundle CLI wraps every exception in "Failed to evaluate ConfigExpression", so the cause (and the
+    path) is buried in the traceback; ``SystemExit`` passes through it and is what stderr ends with.
+    """
+    try:
+        yield
+    except (FileNotFoundError, UnreadableCheckpointError) as error:
+        raise SystemExit(" ".join(str(error).split())) from error
+
+
 def read_state_dict(path: str | os.PathLike, map_location=None) -> dict[str, torch.Tensor]:
     """A state dict from ``path`` (a bare state dict, or ``{"model": state_dict, ...}`` as MONAI checkpoints hold),
     read with ``torch.load(weights_only=True)`` so no pickled code runs."""
     try:
         loaded = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError or RuntimeError for non-weights content
-        raise ValueError(
+        raise UnreadableCheckpointError(
             f"{path} cannot be read with torch.load(weights_only=True) ({error}); save the network's state dict "
             f"only: torch.save(network.state_dict(), path)"
         ) from error
     if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):  # a MONAI training checkpoint
         loaded = loaded["model"]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ValueError(
+        raise UnreadableCheckpointError(
             f"{path} is not a state dict (a mapping of names to tensors, or {{'model': state_dict}}); "
             f"save it with torch.save(network.state_dict(), path)"
         )
@@ -92,7 +110,9 @@ class StateDictLoader:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine | None = None) -> None:
-        self.load()
+        """Load as the engine starts; a missing or unreadable file ends the run with one line naming it."""
+        with exit_on_bad_checkpoint():
+            self.load()
 
     def load(self) -> bool:
         """Load the weights; ``False`` when the file is missing and random weights are allowed."""

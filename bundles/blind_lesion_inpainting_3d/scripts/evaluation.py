@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice
 
+from common.engines import exit_on_bad_checkpoint
 from common.metrics import PearsonMetric, PSNRMetric
 
 from .abnormal_wm import abnormal_wm_map
@@ -134,17 +135,15 @@ def save_orthogonal_slices(volumes: dict, path: str | os.PathLike, centre=None) 
 
 
 def _stages(network_def, nonblind_checkpoint, checkpoint, device) -> dict:
-    """Each stage's network for the checkpoints that exist (a missing one is logged and that stage skipped)."""
+    """Each stage's network: ``checkpoint`` (blind) must load (else one-line exit naming it, never random
+    weights); a missing ``nonblind_checkpoint`` is logged and that stage skipped."""
     nets = {}
-    for stage, path in (("nonblind", nonblind_checkpoint), ("blind", checkpoint)):
-        if path and Path(path).is_file():
-            nets[stage] = load_stage(network_def, path, device)
+    with exit_on_bad_checkpoint():
+        if nonblind_checkpoint and Path(nonblind_checkpoint).is_file():
+            nets["nonblind"] = load_stage(network_def, nonblind_checkpoint, device)
         else:
-            logger.warning("no %s checkpoint at %s: that stage is not evaluated", stage, path)
-    if not nets:
-        raise FileNotFoundError(
-            f"neither {nonblind_checkpoint} nor {checkpoint} exists: train the bundle first"
-        )
+            logger.warning("no nonblind checkpoint at %s: that stage is not evaluated", nonblind_checkpoint)
+        nets["blind"] = load_stage(network_def, checkpoint, device)
     return nets
 
 
@@ -254,7 +253,8 @@ class ThresholdSweep:
         self.output_dir, self.preprocessing_options, self.device = output_dir, preprocessing_options, device
 
     def run(self) -> dict:
-        network = load_stage(self.network_def, self.checkpoint, self.device)
+        with exit_on_bad_checkpoint():
+            network = load_stage(self.network_def, self.checkpoint, self.device)
         keys = ["image_ms", "image", "label_ms"]
         prepare = preprocessor(keys, ["label_ms"], self.preprocessing_options)
         per_subject = []

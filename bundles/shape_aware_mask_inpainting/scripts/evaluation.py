@@ -31,7 +31,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 from skimage.restoration import inpaint_biharmonic
 
-from common.engines import read_state_dict
+from common.engines import exit_on_bad_checkpoint, read_state_dict
 from common.metrics import LPIPSMetric, PSNRMetric, SSIMMetric
 from common.transforms import PseudoSegmentCache, large_square_mask, multi_square_mask
 from common.transforms.pseudo_segments import sample_pseudo_segment_mask
@@ -329,7 +329,8 @@ def run_protocol(
     vgg_weights_path: str | None = None,
     lpips_weights_path: str | None = None,
 ) -> dict:
-    """Evaluate the network (weights from ``checkpoint`` if it exists) and the biharmonic baseline.
+    """Evaluate the network (weights from ``checkpoint``; missing or unreadable: one-line exit naming it, never
+    untrained weights) and the biharmonic baseline.
 
     ``vgg_weights_path``, ``lpips_weights_path``: the VGG16 and LPIPS-linear files (None: the torch hub cache);
     LPIPS is n/a without them.
@@ -337,10 +338,10 @@ def run_protocol(
     Writes ``evaluation.json`` (means and per-image scores), ``evaluation.md`` (table) and
     ``panel_<mask>.png`` (input, mask, output, error) into ``output_dir``; returns the results.
     """
-    if os.path.exists(checkpoint):
+    with exit_on_bad_checkpoint():
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"No network weights at {checkpoint}: train the bundle first (docs/README.md)")
         network.load_state_dict(read_state_dict(checkpoint, map_location=device))
-    else:
-        LOGGER.warning("no checkpoint at %s: evaluating untrained weights", checkpoint)
     network.to(device)
     items = load_items(datalist, edge_options or {}, max_images, image_size, percentiles)
     methods: dict[str, Callable] = {name: network_inpainter(network, device)}

@@ -1,0 +1,70 @@
+"""Checkpoints and resume (issue #16): evaluate and inference never score or run random weights.
+
+A missing or unreadable ``checkpoint`` ends the bundle CLI with a non-zero exit whose stderr's LAST line names
+the path (MONAI wraps other exceptions in "Failed to evaluate ConfigExpression", burying the cause).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.harness import REPO, config_list, find_bundles
+
+BUNDLES = find_bundles()
+
+
+def run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle ARGS`` on one CPU thread, not raising on failure."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "monai.bundle", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def evaluate(bundle, checkpoint, output_dir) -> subprocess.CompletedProcess:
+    configs = config_list(*(bundle / "configs" / n for n in ("train.json", "quick.json", "evaluate.json")))
+    return run_cli(
+        ["run", "evaluating", "--config_file", configs, "--bundle_root", str(bundle),
+         "--checkpoint", str(checkpoint), "--output_dir", str(output_dir)],
+        cwd=bundle,
+    )
+
+
+def assert_stops_naming(result: subprocess.CompletedProcess, path) -> None:
+    assert result.returncode != 0, result.stdout[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert str(path) in last_line, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_evaluate_with_a_missing_checkpoint_stops_naming_it(bundle, tmp_path):
+    missing = tmp_path / "no_such_dir" / "model.pt"
+    result = evaluate(bundle, missing, tmp_path / "out")
+    assert_stops_naming(result, missing)
+    assert not (tmp_path / "out" / "metrics.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_evaluate_with_an_unreadable_checkpoint_stops_naming_it(bundle, tmp_path):
+    garbage = tmp_path / "model.pt"
+    garbage.write_bytes(bytes(range(256)) * 3)
+    result = evaluate(bundle, garbage, tmp_path / "out")
+    assert_stops_naming(result, garbage)
+    assert "cannot be read" in result.stderr.strip().splitlines()[-1]
+
+
+def test_inference_with_an_unreadable_checkpoint_stops_naming_it(tmp_path):
+    bundle = REPO / "bundles" / "ipa_medgan"
+    garbage = tmp_path / "model.pt"
+    garbage.write_bytes(b"not a checkpoint\n" * 20)
+    result = run_cli(
+        ["run", "run", "--config_file", str(bundle / "configs" / "inference.json"), "--bundle_root", str(bundle),
+         "--checkpoint", str(garbage), "--output_dir", str(tmp_path / "out")],
+        cwd=bundle,
+    )
+    assert_stops_naming(result, garbage)
+    assert "cannot be read with torch.load(weights_only=True)" in result.stderr.strip().splitlines()[-1]
