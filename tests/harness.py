@@ -139,8 +139,10 @@ def write_dicom_series(image_path: Path, folder: Path, modality: str = "MR") -> 
     tags, so MONAI's ITK reader recovers the image's geometry from the series.
     """
     image = sitk.ReadImage(str(image_path))
-    if image.GetDimension() == 2:
-        image = sitk.JoinSeries(image)
+    if image.GetDimension() == 2:  # keep the slice's position along z, which a 2-D read drops
+        import nibabel as nib
+
+        image = sitk.JoinSeries(image, float(nib.load(str(image_path)).affine[2, 3]), 1.0)
     image = sitk.Cast(sitk.Round(image), sitk.sitkInt16)
     folder.mkdir(parents=True, exist_ok=True)
     direction = image.GetDirection()

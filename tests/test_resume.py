@@ -68,3 +68,31 @@ def test_inference_with_an_unreadable_checkpoint_stops_naming_it(tmp_path):
     )
     assert_stops_naming(result, garbage)
     assert "cannot be read with torch.load(weights_only=True)" in result.stderr.strip().splitlines()[-1]
+
+
+def test_atomic_saver_fsyncs_and_keeps_the_last_k(tmp_path, monkeypatch):
+    """Per-epoch checkpoints: written via fsynced temp files in the same folder, only the last ``n_saved`` kept."""
+    import torch
+    from ignite.engine import Engine
+
+    from common.engines import AtomicCheckpointSaver
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    network = torch.nn.Linear(2, 2)
+    engine = Engine(lambda engine, batch: None)
+    AtomicCheckpointSaver(str(tmp_path), {"model": network}, save_interval=1, n_saved=3).attach(engine)
+    engine.run([0], max_epochs=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"model_epoch={e}.pt" for e in (3, 4, 5)]
+    assert len(synced) == 5
+    assert torch.load(tmp_path / "model_epoch=5.pt", weights_only=True).keys() == network.state_dict().keys()
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_train_configs_use_only_atomic_savers(bundle):
+    """Every saver of train.json writes atomically; per-epoch savers keep ``keep_last`` checkpoints."""
+    text = (bundle / "configs" / "train.json").read_text(encoding="utf-8")
+    assert '"_target_": "CheckpointSaver"' not in text
+    if '"save_interval"' in text:
+        assert '"n_saved": "@keep_last"' in text and '"keep_last": 3' in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Mapping
 
@@ -26,6 +27,18 @@ class _AtomicDiskSaver(DiskSaver):
 
     def remove(self, filename: str) -> None:
         super().remove(self.filename or filename)
+
+    def _save_func(self, checkpoint: Mapping, path, func) -> None:
+        """ignite's atomic save (temp file in the same folder, then ``os.replace``) with the temp file fsynced
+        before the rename, so a power loss cannot leave an empty file under the final name."""
+
+        def save_and_sync(obj, file, **kwargs) -> None:
+            func(obj, file, **kwargs)
+            if hasattr(file, "fileno"):
+                file.flush()
+                os.fsync(file.fileno())
+
+        super()._save_func(checkpoint, path, save_and_sync)
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
