@@ -13,10 +13,15 @@ existing ones, and parses boolean ids strictly (:func:`as_bool`), setting the pa
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
+import pydoc
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 __all__ = [
@@ -199,8 +204,11 @@ def override_problems(command: BundleCommand, cwd: str | Path | None = None) -> 
         if config_id in _tracking_settings(command.args.get("tracking")):
             continue  # read by MONAI's experiment tracking (--tracking mlflow), not by a config
         found, default = _lookup(parser, config_id)
+        if not found and _new_argument_of_a_component(parser, config_id, command, cwd):
+            continue
         if not found:
-            known_ids = known_ids if known_ids is not None else list(config_ids(parser.get()))
+            if known_ids is None:  # suggestions: ids a user overrides, not list items or _target_-like keys
+                known_ids = [i for i in config_ids(parser.get()) if not re.fullmatch(r"\d+|_\w+_", i.split("#")[-1])]
             close = difflib.get_close_matches(config_id, known_ids, n=3, cutoff=0.6)
             hint = f"; closest existing ids: {', '.join(close)}" if close else ""
             problems.append(f"unknown config id '{config_id}' (--{config_id}): not in {names}{hint}")
@@ -210,6 +218,47 @@ def override_problems(command: BundleCommand, cwd: str | Path | None = None) -> 
             except ValueError as err:
                 problems.append(f"{err} (boolean id '{config_id}')")
     return problems, booleans
+
+
+def _new_argument_of_a_component(parser, config_id: str, command: BundleCommand, cwd) -> bool:
+    """True when ``config_id`` adds an argument to a component (``--network_def#mask_source hint``: MONAI
+    passes it to the ``_target_``) that the target's signature accepts, or whose signature cannot be known here
+    (an expression, ``**kwargs``). A misspelt argument of a known signature is still an unknown id."""
+    parent_id, _, key = config_id.rpartition("#")
+    found, parent = _lookup(parser, parent_id) if parent_id else (False, None)
+    if not (found and isinstance(parent, dict) and "_target_" in parent):
+        return False
+    try:
+        target = _resolve_target(parent["_target_"], parser, command, cwd)
+        parameters = inspect.signature(target).parameters if target is not None else None
+    except Exception:  # an unimportable or unintrospectable target: MONAI will say so when it builds it
+        return True
+    if parameters is None or key in parameters:
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _resolve_target(target: Any, parser, command: BundleCommand, cwd) -> Any:
+    """The callable of a ``_target_``: a (short) dotted name, or ``$@scripts.<module>.<name>`` of the bundle's
+    own package; None for any other expression."""
+    if not isinstance(target, str):
+        return None
+    if not target.startswith("$"):
+        from monai.bundle.config_item import ConfigComponent
+
+        return pydoc.locate(ConfigComponent({"_target_": target}).resolve_module_name())
+    match = re.fullmatch(r"\$@scripts((?:\.\w+)+)", target.strip())
+    if not match:
+        return None
+    from common.bundle_scripts import load_bundle_scripts
+
+    root = command.overrides.get("bundle_root", parser.get("bundle_root", "."))
+    obj = load_bundle_scripts(Path(cwd or ".", str(root)))
+    for name in match.group(1)[1:].split("."):
+        if not hasattr(obj, name) and isinstance(obj, ModuleType):
+            importlib.import_module(f"{obj.__name__}.{name}")
+        obj = getattr(obj, name)
+    return obj
 
 
 def _tracking_settings(tracking: Any) -> set[str]:
