@@ -6,8 +6,9 @@ hands ``--flag false`` over as the string ``'false'``, which Python treats as tr
 evaluate config therefore calls :func:`check_overrides` as its first ``initialize`` step: under
 ``python -m monai.bundle`` it reads ``--config_file`` / ``--args_file`` and the ``--<id>`` arguments from
 ``sys.argv``, stops on ids (``#`` nesting) that the merged config files do not define, naming the closest
-existing ones, and parses boolean ids strictly (:func:`as_bool`), setting the parsed value. In-process use
-(MONAI Label, notebooks, tests building a ``ConfigWorkflow``) is left alone.
+existing ones (a new argument of a component passes when its ``_target_`` takes it), and parses boolean ids
+strictly (:func:`as_bool`), setting the parsed value. In-process use (MONAI Label, notebooks, tests building a
+``ConfigWorkflow``) is left alone.
 """
 
 from __future__ import annotations
