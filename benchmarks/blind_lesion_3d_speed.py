@@ -94,7 +94,7 @@ def main(argv=None) -> None:
             "--filters",
             str(args.filters),
         ]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        output = subprocess.run(command, check=True, capture_output=True, text=True, encoding="utf-8", errors="replace").stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     baseline = next((r["median_s"] for r in rows if r["variant"] == "plain"), rows[0]["median_s"])
     print(

@@ -1,7 +1,12 @@
 """Fixtures shared by several test modules."""
 
+import os
+
 import pytest
 import torch
+
+# Child processes (bundle CLIs) write UTF-8 whatever the machine's locale; the tests decode it as UTF-8.
+os.environ["PYTHONUTF8"] = "1"
 
 
 @pytest.fixture

@@ -123,7 +123,7 @@ def run_bundle(args: list[str], cwd: Path, timeout: int = 600, launcher: list[st
     """Run ``python -m monai.bundle ARGS`` (or under ``launcher``, e.g. torchrun) and fail loudly on error."""
     command = (launcher or [sys.executable, "-m"]) + ["monai.bundle", *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout, env=env)
     if result.returncode != 0:
         raise AssertionError(
             f"{' '.join(command)} exited {result.returncode}\n--- stdout ---\n{result.stdout[-6000:]}"

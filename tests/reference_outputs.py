@@ -2,7 +2,7 @@
 
 ``python tests/reference_outputs.py`` runs every bundle's ``inference.json`` on the first entry of its default
 datalist (the sample cohort, seed 0), all in one process, and writes ``tests/data/reference_outputs/<bundle>.npz``;
-``test_reference_outputs.py`` does the same and compares within 1e-5. Regenerate only when a change is
+``test_reference_outputs.py`` does the same and compares within 1e-5 of each output's range. Regenerate only when a change is
 meant to change the answers (new weights, a fixed bug), and say so in the commit.
 """
 
@@ -47,7 +47,7 @@ def inference_outputs(bundle: Path, output_dir: Path) -> dict[str, np.ndarray]:
 
 
 def compare_with_reference(bundle: Path, produced: dict[str, np.ndarray]) -> None:
-    """Assert ``produced`` (from :func:`inference_outputs`) equals the saved reference within 1e-5, matching
+    """Assert ``produced`` (from :func:`inference_outputs`) equals the saved reference within 1e-5 of its range, matching
     files by name (moving outputs into sub-folders does not hide a change of values)."""
     reference = np.load(REFERENCE_DIR / f"{bundle.name}.npz")
     expected = {Path(name).name: reference[name] for name in reference.files}
@@ -55,7 +55,9 @@ def compare_with_reference(bundle: Path, produced: dict[str, np.ndarray]) -> Non
     assert sorted(produced) == sorted(expected), f"{bundle.name}: {sorted(produced)} != {sorted(expected)}"
     for name, array in expected.items():
         assert produced[name].shape == array.shape, f"{bundle.name}: {name}"
-        np.testing.assert_allclose(produced[name], array, rtol=0, atol=1e-5, err_msg=f"{bundle.name}: {name}")
+        # float32 sums differ with the CPU's vector width: 1e-5 of the output's range (at least 1e-5)
+        tolerance = 1e-5 * max(1.0, float(np.ptp(array)))
+        np.testing.assert_allclose(produced[name], array, rtol=0, atol=tolerance, err_msg=f"{bundle.name}: {name}")
 
 
 def main(argv: list[str] | None = None) -> None:

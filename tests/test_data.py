@@ -178,7 +178,7 @@ def test_build_is_idempotent(cohort):
 
 def run_cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "common.data", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "common.data", *args], capture_output=True, text=True, encoding="utf-8", errors="replace", env=env
     )
 
 

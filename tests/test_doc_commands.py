@@ -111,7 +111,7 @@ def record(snippet: Snippet, tmp_path: Path) -> list[Command]:
     log = tmp_path / "commands.log"
     preset = f"B={doc_bundle(snippet.doc).relative_to(REPO)}\n" if doc_bundle(snippet.doc) else ""
     script = f'{SHIMS}\nexec 3>"{log}"\ncd "{REPO}"\n{preset}{snippet.text}\n'
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=60)
     assert result.returncode == 0, f"{snippet.where}: bash fails on the snippet: {result.stderr}"
     commands = []
     for entry in log.read_text().split("\x1e")[:-1]:

@@ -140,7 +140,7 @@ def test_boolean_overrides_reach_the_run_as_bools(bundle, names, config_id, text
 def _bundle_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600,
         env={**environment, **(env or {})},
     )
 

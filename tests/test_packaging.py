@@ -217,7 +217,7 @@ def test_pip_install_alone_gives_a_package_that_imports_and_runs_a_bundle(tmp_pa
 
     def run(*args, timeout=600):
         result = subprocess.run(
-            [*args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
+            [*args], cwd=tmp_path, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout
         )
         assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result

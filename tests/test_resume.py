@@ -21,7 +21,7 @@ def run_cli(args: list[str], cwd) -> subprocess.CompletedProcess:
     """``python -m monai.bundle ARGS`` on one CPU thread, not raising on failure."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "monai.bundle", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600, env=env)
 
 
 def evaluate(bundle, checkpoint, output_dir) -> subprocess.CompletedProcess:

@@ -146,7 +146,7 @@ def test_download_large_files_accepts_the_unpacked_weights(tmp_path):
         archive.extractall(tmp_path / "unpacked")
     unpacked = tmp_path / "unpacked" / "toy_bundle"
     command = [sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path", str(unpacked)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped downloading" in result.stdout + result.stderr
 
@@ -229,7 +229,7 @@ def test_packed_bundle_runs_its_inference_outside_the_repository(tmp_path):
         torch.save(parser.get_parsed_content("network_def").state_dict(), source / "models" / "model.pt")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     command = [sys.executable, "-m", "common.zoo", "pack", str(source), "--output", str(tmp_path / "dist")]
-    packed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    packed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace", check=True)
     target = tmp_path / "dist" / packed.stdout.strip().split(os.sep)[-1]
     with zipfile.ZipFile(target) as archive:
         archive.extractall(tmp_path / "unpacked")
@@ -245,7 +245,7 @@ def test_packed_bundle_runs_its_inference_outside_the_repository(tmp_path):
     configs = json.dumps([f"{PACKED_BUNDLE.name}/configs/inference.json", str(override)])
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs]
     command += ["--bundle_root", PACKED_BUNDLE.name, "--output_dir", str(tmp_path / "out")]
-    result = subprocess.run(command, cwd=tmp_path / "unpacked", env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=tmp_path / "unpacked", env=env, capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert result.returncode == 0, result.stderr[-4000:]
     stem = first["image"].split("/")[-1].removesuffix(".nii.gz")
     assert list((tmp_path / "out").rglob(f"{stem}_inpainted.nii.gz")), "the unpacked bundle wrote no output"
