@@ -24,6 +24,8 @@ from common.engines import (
     DiscriminatorInput,
     InpaintingBatchPreparer,
     InpaintingGanTrainer,
+    RNGState,
+    TrainingState,
 )
 from common.losses import (
     DiscriminatorAdversarialLoss,
@@ -74,7 +76,7 @@ def make_batches(n=EPOCH_LENGTH):
     return batches
 
 
-def build(seed, save_rng_state=True, amp=False, max_epochs=2):
+def build(seed, amp=False, max_epochs=2):
     torch.manual_seed(seed)
     generator = TinyGenerator()
     discriminators = {
@@ -114,7 +116,6 @@ def build(seed, save_rng_state=True, amp=False, max_epochs=2):
         },
         g_clip_grad_norm=1.0,
         d_clip_grad_norm=1.0,
-        save_rng_state=save_rng_state,
         amp=amp,
     )
 
@@ -124,18 +125,22 @@ def weights(trainer):
     return [p.detach().clone() for net in nets for p in net.parameters()]
 
 
+def checkpoint_dict(trainer, save_rng_state):
+    return {**trainer.checkpoint_dict(), "rng": RNGState()} if save_rng_state else trainer.checkpoint_dict()
+
+
 def run_killed_and_resumed(tmp_path, kill_at, save_rng_state=True):
-    killed = build(seed=0, save_rng_state=save_rng_state)
+    killed = build(seed=0)
     AtomicCheckpointSaver(
-        str(tmp_path), killed.checkpoint_dict(), save_interval=kill_at, epoch_level=False, n_saved=1
+        str(tmp_path), checkpoint_dict(killed, save_rng_state), save_interval=kill_at, epoch_level=False, n_saved=1
     ).attach(killed)
     killed.add_event_handler(Events.ITERATION_COMPLETED(once=kill_at), lambda e: e.terminate())
     torch.manual_seed(123)
     killed.run()
     assert killed.state.iteration == kill_at
     (path,) = glob.glob(os.path.join(tmp_path, "*.pt"))
-    resumed = build(seed=99, save_rng_state=save_rng_state)  # fresh objects, different init
-    CheckpointLoader(load_path=path, load_dict=resumed.checkpoint_dict()).attach(resumed)
+    resumed = build(seed=99)  # fresh objects, different init
+    CheckpointLoader(load_path=path, load_dict=checkpoint_dict(resumed, save_rng_state)).attach(resumed)
     torch.manual_seed(555)  # overwritten by the restored RNG state
     resumed.run()
     assert resumed.state.iteration == 2 * EPOCH_LENGTH
@@ -164,7 +169,6 @@ def test_checkpoint_dict_and_configured_learning_rates():
         "d_optimizer_image",
         "discriminator_edge",
         "d_optimizer_edge",
-        "rng",
     }
     scheduler = torch.optim.lr_scheduler.StepLR(trainer.g_optimizer, step_size=1, gamma=0.1)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: scheduler.step())
@@ -327,3 +331,90 @@ def test_release_ddp_drops_what_holds_the_process_group(tmp_path):
         assert not {"reducer", "logger"} & set(vars(ddp))
     finally:
         dist.destroy_process_group()
+
+
+def build_supervised(seed, tmp_path, max_epochs=3, keep_training_state=True):
+    """A SupervisedTrainer whose randomness comes from everywhere a bundle's does: a random transform (its own
+    ``R``), a shuffling loader, dropout (torch), validation with a random transform, a best-model saver."""
+    from monai.data import DataLoader, Dataset
+    from monai.handlers import MeanSquaredError, ValidationHandler, from_engine
+    from monai.transforms import Compose, RandGaussianNoised, RandSpatialCropd
+
+    torch.manual_seed(seed)
+    network = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Dropout(0.3), nn.Conv2d(4, 1, 3, padding=1))
+    g = torch.Generator().manual_seed(0)
+    items = [{"image": torch.rand(1, 12, 12, generator=g), "label": torch.rand(1, 8, 8, generator=g)} for _ in range(6)]
+    train_transform = Compose([RandGaussianNoised(keys="image", prob=1.0, std=0.2), RandSpatialCropd("image", (8, 8))])
+    val_transform = Compose([RandSpatialCropd("image", (8, 8))])
+    train_transform.set_random_state(seed=seed)
+    val_transform.set_random_state(seed=seed)
+    val_loader = DataLoader(Dataset(items[:2], val_transform), batch_size=1, shuffle=False, num_workers=0)
+    best_saver = AtomicCheckpointSaver(
+        str(tmp_path), {"model": network}, save_key_metric=True, key_metric_filename="best.pt",
+        key_metric_negative_sign=True,
+    )
+    evaluator = SupervisedEvaluator(
+        device="cpu", val_data_loader=val_loader, network=network,
+        key_val_metric={"val_mse": MeanSquaredError(output_transform=from_engine(["pred", "label"]))},
+        metric_cmp_fn=lambda current, best: current < best if best != -1 else True, val_handlers=[best_saver],
+    )
+    trainer = SupervisedTrainer(
+        device="cpu", max_epochs=max_epochs,
+        train_data_loader=DataLoader(Dataset(items, train_transform), batch_size=2, shuffle=True, num_workers=0),
+        network=network, optimizer=torch.optim.Adam(network.parameters(), lr=1e-2), loss_function=nn.L1Loss(),
+        train_handlers=[ValidationHandler(validator=evaluator, interval=1)],
+    )
+    save_dict = {"trainer": trainer, "model": network, "optimizer": trainer.optimizer}
+    if keep_training_state:
+        save_dict["training_state"] = TrainingState([train_transform, val_transform], evaluator, [best_saver])
+    AtomicCheckpointSaver(str(tmp_path), save_dict, save_interval=1, n_saved=2).attach(trainer)
+    return trainer, evaluator, save_dict
+
+
+def resumed_supervised_run(tmp_path, keep_training_state=True):
+    """Killed after epoch 1 (its checkpoint written), then resumed from it with freshly built objects."""
+    killed, _, _ = build_supervised(0, tmp_path, keep_training_state=keep_training_state)
+    killed.add_event_handler(Events.EPOCH_COMPLETED(once=1), lambda e: e.terminate())
+    killed.run()
+    resumed, evaluator, save_dict = build_supervised(7, tmp_path, keep_training_state=keep_training_state)
+    CheckpointLoader(load_path=str(tmp_path / "checkpoint_epoch=1.pt"), load_dict=save_dict).attach(resumed)
+    resumed.run()
+    return resumed, evaluator
+
+
+def test_training_state_makes_a_resumed_supervised_run_exact(tmp_path):
+    straight, straight_evaluator, _ = build_supervised(0, tmp_path / "straight")
+    straight.run()
+    resumed, resumed_evaluator = resumed_supervised_run(tmp_path / "resumed")
+    assert resumed.state.epoch == 3
+    expected = list(straight.network.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(expected, resumed.network.parameters()))
+    # best-metric tracking continued: same best value and epoch, same best model on disk
+    assert resumed_evaluator.state.best_metric == straight_evaluator.state.best_metric
+    assert resumed_evaluator.state.best_metric_epoch == straight_evaluator.state.best_metric_epoch
+    best = [torch.load(p / "best.pt", weights_only=True) for p in (tmp_path / "straight", tmp_path / "resumed")]
+    assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
+    # keep_last still holds across the resume: epochs 2 and 3 only
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("checkpoint_epoch=*.pt")) == [
+        "checkpoint_epoch=2.pt", "checkpoint_epoch=3.pt"
+    ]
+    # and the test can fail: without the training state the resumed weights differ
+    unstated, _ = resumed_supervised_run(tmp_path / "without", keep_training_state=False)
+    assert not all(torch.equal(a, b) for a, b in zip(expected, unstated.network.parameters()))
+
+
+def test_validation_leaves_the_global_rngs_as_it_found_them(tmp_path):
+    trainer, evaluator, save_dict = build_supervised(0, tmp_path)
+    before = torch.get_rng_state()
+    evaluator.run()
+    assert torch.equal(before, torch.get_rng_state())
+    assert "training_state" in save_dict
+
+
+def test_training_state_refuses_a_checkpoint_from_another_pipeline(tmp_path):
+    from monai.transforms import Compose, RandGaussianNoised
+
+    two = TrainingState([Compose([RandGaussianNoised("image"), RandGaussianNoised("image")])])
+    one = TrainingState([RandGaussianNoised("image")])
+    with pytest.raises(ValueError, match=r"has 5 random transforms .* this run 2 and 0"):
+        one.load_state_dict(two.state_dict())

@@ -22,7 +22,6 @@ from ..checks import check_keys
 from ..losses.wrappers import select_output
 from ..masking import MaskedInput, composite
 from .batch import prepare_inpainting_batch
-from .checkpoint import RNGState
 
 __all__ = ["DiscriminatorInput", "InpaintingGanTrainer", "detach_outputs"]
 
@@ -140,7 +139,6 @@ class InpaintingGanTrainer(Trainer):
         output_key: the generator's primary output (``pred``), see :func:`common.losses.select_output`.
         g_clip_grad_norm, d_clip_grad_norm: max gradient norm (None: no clipping).
         discriminator_first: update discriminators before the generator (default) or after.
-        save_rng_state: include an :class:`RNGState` in :meth:`checkpoint_dict`.
         prepare_batch: ``(batchdata, device, non_blocking, **kwargs) -> batch dict``.
     """
 
@@ -164,7 +162,6 @@ class InpaintingGanTrainer(Trainer):
         g_clip_grad_norm: float | None = None,
         d_clip_grad_norm: float | None = None,
         discriminator_first: bool = True,
-        save_rng_state: bool = True,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = prepare_inpainting_batch,
@@ -235,7 +232,6 @@ class InpaintingGanTrainer(Trainer):
         device_type = self.state.device.type if isinstance(self.state.device, torch.device) else "cpu"
         self.g_scaler = torch.amp.GradScaler(device_type, enabled=amp)
         self.d_scalers = {name: torch.amp.GradScaler(device_type, enabled=amp) for name in names}
-        self.rng_state = RNGState() if save_rng_state else None
 
     def run(self) -> None:  # type: ignore[override]
         """Run training (resuming from a loaded state). Skips ``Trainer.run``, which only creates a CUDA
@@ -243,10 +239,11 @@ class InpaintingGanTrainer(Trainer):
         Workflow.run(self)
 
     def checkpoint_dict(self) -> dict:
-        """Every stateful object needed to resume exactly, for ``CheckpointSaver``/``CheckpointLoader``.
+        """The engine's own stateful objects, for ``CheckpointSaver``/``CheckpointLoader``.
 
         Keys: ``trainer`` (iteration/epoch), ``generator``, ``g_optimizer``, ``discriminator_<name>``,
-        ``d_optimizer_<name>``, ``g_scaler`` / ``d_scaler_<name>`` (with AMP) and ``rng``.
+        ``d_optimizer_<name>``, and ``g_scaler`` / ``d_scaler_<name>`` (with AMP);
+        add a :class:`common.engines.TrainingState` for the RNGs, random transforms and best-metric tracking.
         """
         out: dict = {"trainer": self, "generator": self.generator, "g_optimizer": self.g_optimizer}
         for name in self.discriminators:
@@ -255,8 +252,6 @@ class InpaintingGanTrainer(Trainer):
         if self.amp:
             out["g_scaler"] = self.g_scaler
             out.update({f"d_scaler_{name}": scaler for name, scaler in self.d_scalers.items()})
-        if self.rng_state is not None:
-            out["rng"] = self.rng_state
         return out
 
     def _autocast(self):
