@@ -152,8 +152,8 @@ def test_configs_define_both_stages_and_paper_defaults():
     stage2 = _parser("train.json", "blind.json")
     assert stage2["stage"] == "blind" and stage2["ckpt_name"] == "model.pt"
     # stage 1 starts from scratch, stage 2 from the stage-1 weights (loaded once, by train#handlers)
-    assert stage1["resume_from"] is None
-    assert stage2.get_parsed_content("resume_from") == stage2.get_parsed_content("nonblind_checkpoint")
+    assert stage1["init_checkpoint"] is None
+    assert stage2.get_parsed_content("init_checkpoint") == stage2.get_parsed_content("nonblind_checkpoint")
     quick = _parser("train.json", "blind.json", "quick.json")
     assert quick["filters"] == 8 and quick["max_epochs"] <= 2
     assert quick["stage"] == "blind"  # quick.json leaves the stage alone

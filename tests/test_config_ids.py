@@ -24,6 +24,7 @@ TRAIN_IDS = (
     "network_def",
     "network",
     "resume_from",
+    "keep_last",
     "max_epochs",
     "learning_rate",
     "loss_weights",
@@ -31,6 +32,8 @@ TRAIN_IDS = (
 )
 INFERENCE_IDS = ("bundle_root", "dataset_dir", "output_dir", "device", "network_def", "network", "checkpoint", "seed")
 EVALUATE_IDS = ("checkpoint",)
+# the ids wiring exact resume: TrainingState in the epoch checkpoint, saver and loader attached in initialize
+RESUME_IDS = ("train#training_state", "train#checkpoint_dict", "train#checkpoint_saver", "train#checkpoint_loader")
 GAN_BUNDLES = ("ipa_medgan", "mask_optimized_object_removal", "shape_aware_mask_inpainting")
 # spellings the bundles used before they agreed, and near-misses of the common ids
 FORBIDDEN = ("lr", "g_lr", "d_lr", "d_lr_ratio", "ckpt_path", "checkpoint_path", "data_dir", "out_dir", "resume")
@@ -96,3 +99,18 @@ def test_run_ids_are_initialize_run_finalize_and_nothing_is_attached_twice(bundl
             assert not twice, f"{bundle.name} {names}: {twice} runs in initialize and {run_id}"
     assert "training" in read(bundle, "train.json")
     assert "evaluating" in merged(bundle, "train.json", "evaluate.json")
+
+
+@bundle_params
+def test_every_train_config_checkpoints_its_training_state(bundle):
+    config = merged(bundle, "train.json")
+    train = config["train"]
+    for key in RESUME_IDS:
+        assert key.split("#")[1] in train, f"{bundle.name}: no {key}"
+    assert train["training_state"]["_target_"] == "common.engines.TrainingState"
+    assert "@train#training_state" in json.dumps(train["checkpoint_dict"])
+    assert train["checkpoint_saver"]["save_dict"] == train["checkpoint_loader"]["load_dict"] == "@train#checkpoint_dict"
+    assert train["checkpoint_saver"]["n_saved"] == "@keep_last"
+    attached = " ".join(config["initialize"])
+    assert "@train#checkpoint_saver.attach(@train#trainer)" in attached
+    assert "@train#checkpoint_loader.attach(@train#trainer) if @resume_from" in attached

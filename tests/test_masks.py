@@ -295,3 +295,23 @@ def test_an_all_zero_mask_is_never_returned():
     transform = SquareMaskd("img")
     with pytest.raises(ValueError, match="no hole"):
         transform.write_outputs({"img": image()}, np.zeros((64, 64), bool))
+
+
+def test_holes_stay_inside_a_region_and_are_seeded():
+    region = np.zeros((1, 64, 64), np.float32)
+    region[0, 16:48, 20:44] = 1  # a "brain" of 32 x 24 pixels
+    data = {"image": np.ones((1, 64, 64), np.float32), "brain": region}
+    masks = []
+    for _ in range(2):
+        transform = IrregularMaskd("image", region_key="brain", masked_key=None)
+        transform.set_random_state(seed=3)
+        masks.append(np.stack([transform(data)["mask"] for _ in range(5)]))
+    np.testing.assert_array_equal(masks[0], masks[1])
+    assert masks[0].any(axis=(1, 2, 3)).all()  # every draw has a hole
+    assert not masks[0][:, 0][:, region[0] == 0].any()  # and nothing outside the region
+
+
+def test_a_region_with_no_room_for_holes_is_an_error_naming_it():
+    data = {"image": np.ones((1, 32, 32), np.float32), "brain": np.zeros((1, 32, 32), np.float32)}
+    with pytest.raises(ValueError, match="inside region 'brain' after 20 draws \\(0 voxels"):
+        IrregularMaskd("image", region_key="brain")(data)

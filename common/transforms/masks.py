@@ -200,7 +200,12 @@ class MaskTransformd(MapTransform):
 
 
 class RandomMaskd(RandomizableTransform, MaskTransformd):
-    """Base for random mask transforms: subclasses implement ``generate(spatial_shape, data)`` drawing from ``self.R``."""
+    """Base for random mask transforms: subclasses implement ``generate(spatial_shape, data)`` drawing from ``self.R``.
+
+    ``region_key`` (optional) names a 0/1 map, e.g. the brain mask: holes are kept only inside it, so training
+    holes fall on tissue rather than on background. A draw that leaves nothing inside is redrawn (up to
+    ``region_tries`` times, then ValueError naming the key: the region is empty or too small for the shapes).
+    """
 
     def __init__(
         self,
@@ -209,16 +214,30 @@ class RandomMaskd(RandomizableTransform, MaskTransformd):
         masked_key: str | Sequence[str] | None = "masked_image",
         fill_value: float = 0.0,
         allow_missing_keys: bool = False,
+        region_key: str | None = None,
+        region_tries: int = 20,
     ) -> None:
         RandomizableTransform.__init__(self, prob=1.0)
         MaskTransformd.__init__(self, keys, mask_key, masked_key, fill_value, allow_missing_keys)
+        self.region_key, self.region_tries = region_key, int(region_tries)
 
     def generate(self, spatial_shape: tuple[int, ...], data: Mapping[Hashable, Any]) -> np.ndarray:
         raise NotImplementedError
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
-        return self.write_outputs(d, self.generate(self.spatial_shape(d), d))
+        spatial = self.spatial_shape(d)
+        if self.region_key is None:
+            return self.write_outputs(d, self.generate(spatial, d))
+        region = self.single_channel_map(d, self.region_key, f"region {self.region_key!r}")[0] > 0
+        for _ in range(self.region_tries):
+            holes = self.generate(spatial, d) & region
+            if holes.any():
+                return self.write_outputs(d, holes)
+        raise ValueError(
+            f"no hole inside region {self.region_key!r} after {self.region_tries} draws "
+            f"({int(region.sum())} voxels in the region): is it empty or smaller than the shapes?"
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
