@@ -4,7 +4,7 @@ measured the same way on holes over healthy tissue of the IXI validation subject
 Run::
 
     python benchmarks/real_inpainting.py --data ../shared/data/ixi_t1_2mm [--quick] [--seed 0] [--out docs/results]
-        [--variant standard|scanner_shift|both]
+        [--variant standard|scanner_shift|both] [--bundles NAME ...] [--weights NAME=PATH ...]
 
 Protocol (the module constants below hold every number):
 
@@ -12,18 +12,20 @@ Protocol (the module constants below hold every number):
   subject; ``--quick``: the first 2); skull-stripped brain from the DLMUSE parcellation
   (``common.data.ixi.read_subject``); RAS axial slices at the data's native 2 mm, ``SLICES`` per subject evenly
   spaced over the middle 60 % of the brain's axial extent (``--quick``: 2);
-- holes over healthy tissue, two placements scored separately: ``deep WM`` (centre drawn in the WM mask eroded
-  by ``WM_EROSION`` px) and ``cortex`` (centre in the GM mask within ``CORTEX_DEPTH`` px of the brain's edge);
-  shape: ``common.transforms.masks.square_mask`` of ``HOLE_SIDE`` px (20 mm), centred on the drawn centre,
-  restricted to the brain mask; one seeded ``numpy.random.RandomState`` per slice, the same holes for every
+- holes over healthy tissue, three placements scored separately: ``deep WM`` (centre drawn in the WM mask eroded
+  by ``WM_EROSION`` px) and ``cortex`` (centre in the GM mask within ``CORTEX_DEPTH`` px of the brain's edge),
+  both a ``common.transforms.masks.square_mask`` of ``HOLE_SIDE`` px (20 mm) restricted to the brain mask; and
+  ``tumour blob``: a smooth irregular 3-D blob (``smooth_blob_mask``) of 5-300 cm^3 (log-uniform) centred in
+  the slice at least ``BRAIN_EROSION`` px inside the brain, its slice the 2-D hole (the 3-D bundle fills the
+  blob as a volume); one seeded ``numpy.random.RandomState`` per slice, the same holes for every
   method and both variants; a method sees the slice with the hole voided (0), never the truth inside it;
 - intensities: each slice scaled to [0, 1] by the 0.5 / 99.5 percentiles of its known brain voxels (outside the
   hole), clipped to [0, 1]; every method's output is scored in those units;
-- metrics inside the hole only: PSNR (data range 1), MAE, mean predicted and mean true intensity; mean +/- sd
+- metrics inside the hole only: PSNR (data range 1), SSIM (local map averaged over the hole), MAE, mean predicted and mean true intensity; mean +/- sd
   over holes, and n; ``known max`` is the largest change of a known pixel (0 = composited output);
-- ``--variant scanner_shift``: the same slices after a seeded simulated scanner change applied to the volume
-  before scaling (one gamma in [0.7, 1.4] for the run, a smooth multiplicative bias field of +/-20 % and
-  Rician-like noise of 2 % of the brain's 99.5th percentile per subject).
+- ``--variant scanner_shift``: the same slices after a seeded simulated change of scanner applied to the volume
+  before scaling: a random monotone intensity remap, a smooth multiplicative bias field of +/-20 %, a coarser
+  resolution (anisotropic Gaussian blur) and Rician-like noise of 2 % of the brain's 99.5th percentile.
 
 Methods: biharmonic (``skimage.restoration.inpaint_biharmonic``), mean fill (mean of the known brain voxels),
 diffusion fill (Laplace's equation in the hole, known pixels as boundary, ``scipy.sparse`` solver), and each
@@ -59,7 +61,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from common.data.ixi import find_subjects, fixed_split, read_subject  # noqa: E402
-from common.transforms.masks import square_mask  # noqa: E402
+from common.transforms.masks import smooth_blob_mask, square_mask  # noqa: E402
 
 SLICES, QUICK_SLICES, QUICK_SUBJECTS = 6, 2, 2
 MIDDLE_FRACTION = 0.6
@@ -68,9 +70,17 @@ WM_EROSION = 3  # px (6 mm): "deep" white matter
 CORTEX_DEPTH = 4  # px (8 mm) from the brain's edge: cortical grey matter
 DEPTH_3D = 3  # the 3-D bundle's hole: the 2-D hole extruded over z-3..z+3 (14 mm)
 PERCENTILES = (0.5, 99.5)
-PLACEMENTS = ("deep WM", "cortex")
-SCANNER_SHIFT = {"gamma": (0.7, 1.4), "bias": 0.2, "noise": 0.02}
+PLACEMENTS = ("deep WM", "cortex", "tumour blob")
+PLACEMENT_TAGS = {"deep WM": "wm", "cortex": "cortex", "tumour blob": "tumour"}
+TUMOUR_CM3 = (5.0, 300.0)  # 3-D blob volumes, log-uniform; at 2 mm a voxel is 0.008 cm^3
+BRAIN_EROSION = 4  # px: blob centres at least 8 mm inside the brain
+#: the simulated other scanner: a random monotone intensity remap (knots in [0, 1] of the brain's range), a
+#: smooth +/-20 % bias field, Rician-like noise of 2 %, and a coarser resolution (Gaussian blur of sigma
+#: 0.6 voxel in-plane and 1.0 through-plane: about 2.8 mm in-plane and 4.7 mm slices, FWHM)
+SCANNER_SHIFT = {"knots": 6, "bias": 0.2, "noise": 0.02, "blur_sigma": (0.6, 0.6, 1.0)}
 BASELINES = ("biharmonic", "mean fill", "diffusion fill")
+# --weights NAME=PATH: score a candidate checkpoint instead of a bundle's shipped one (e.g. before shipping it)
+WEIGHTS: dict[str, Path] = {}
 BUNDLES = {
     "shape_aware_mask_inpainting": "shape-aware (CTSDG)",
     "mask_optimized_object_removal": "object removal",
@@ -129,11 +139,19 @@ def biharmonic_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
 
 
 def hole_metrics(pred: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> dict[str, float]:
-    """PSNR (data range 1), MAE, mean predicted and mean true intensity inside ``hole``."""
+    """PSNR (data range 1), SSIM (the local SSIM map, 7x7 windows, averaged over the hole), MAE, mean predicted
+    and mean true intensity inside ``hole``."""
+    from skimage.metrics import structural_similarity
+
     error = pred[hole].astype(np.float64) - truth[hole]
     mse = float(np.mean(error**2))
+    window = min(7, min(truth.shape) - (1 - min(truth.shape) % 2))  # 7, or the largest odd size that fits
+    _, ssim_map = structural_similarity(
+        truth.astype(np.float64), pred.astype(np.float64), data_range=1.0, full=True, win_size=window
+    )
     return {
         "psnr": float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse)),
+        "ssim": float(ssim_map[hole].mean()),
         "mae": float(np.mean(np.abs(error))),
         "mean_pred": float(pred[hole].mean()),
         "mean_true": float(truth[hole].mean()),
@@ -159,6 +177,18 @@ def slice_indices(brain: np.ndarray, count: int) -> list[int]:
     z = np.flatnonzero(brain.any(axis=(0, 1)))
     margin = (1 - MIDDLE_FRACTION) / 2 * (z[-1] - z[0])
     return [int(round(v)) for v in np.linspace(z[0] + margin, z[-1] - margin, count)]
+
+
+def draw_tumour(brain: np.ndarray, z: int, rng: np.random.RandomState) -> np.ndarray:
+    """A 3-D tumour-like blob (``smooth_blob_mask``) of a log-uniform 5-300 cm^3, centred in slice ``z`` at least
+    ``BRAIN_EROSION`` px inside the brain, kept in the brain."""
+    inner = ndi.binary_erosion(brain, iterations=BRAIN_EROSION)
+    candidates = np.argwhere(inner[:, :, z])
+    if not len(candidates):
+        raise ValueError(f"no brain pixel {BRAIN_EROSION} px deep in slice {z} to centre a tumour on")
+    centre = (*candidates[rng.randint(len(candidates))], z)
+    volume_cm3 = float(np.exp(rng.uniform(*np.log(TUMOUR_CM3))))
+    return smooth_blob_mask(brain.shape, rng, int(round(volume_cm3 / 0.008)), centre, brain)
 
 
 def draw_hole(
@@ -191,13 +221,16 @@ def to_unit(image: np.ndarray, lo: float, hi: float, brain: np.ndarray) -> np.nd
     return np.where(brain, np.clip((image - lo) / (hi - lo), 0, 1), 0.0)
 
 
-def scanner_shift(
-    volume: np.ndarray, brain: np.ndarray, gamma: float, rng: np.random.RandomState
-) -> np.ndarray:
-    """Gamma (on the brain's 99.5th-percentile scale), smooth multiplicative bias field (+/-20 %: low-order cosine
-    series normalised over the brain), Rician-like noise (2 % of that percentile); then skull-stripped again."""
+def scanner_shift(volume: np.ndarray, brain: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """Another scanner's look (``SCANNER_SHIFT``): a random monotone intensity remap on the brain's 0-99.5th
+    percentile range, a smooth multiplicative bias field (low-order cosine series, normalised over the brain),
+    a coarser resolution (anisotropic Gaussian blur) and Rician-like noise; then skull-stripped again."""
     ref = np.percentile(volume[brain], 99.5)
-    out = ref * np.clip(volume / ref, 0, None) ** gamma
+    knots = np.linspace(0, 1, SCANNER_SHIFT["knots"])
+    steps = rng.uniform(0.3, 1.7, SCANNER_SHIFT["knots"] - 1)  # positive slopes: monotone, not linear
+    curve = np.concatenate([[0], np.cumsum(steps) / steps.sum()])
+    out = ref * np.interp(np.clip(volume / ref, 0, None), knots, curve, right=None)
+    out = np.where(volume > ref, volume - ref + ref * curve[-1], out)  # above the range: unit slope
     grids = np.meshgrid(*[np.linspace(0, 1, s) for s in volume.shape], indexing="ij")
     field = np.zeros(volume.shape)
     for i in range(3):
@@ -211,7 +244,7 @@ def scanner_shift(
                         * np.cos(np.pi * k * grids[2])
                     )
     field = 1 + SCANNER_SHIFT["bias"] * field / np.abs(field[brain]).max()
-    out = out * field
+    out = ndi.gaussian_filter(out * field, SCANNER_SHIFT["blur_sigma"])
     sigma = SCANNER_SHIFT["noise"] * np.percentile(out[brain], 99.5)
     out = np.sqrt((out + rng.normal(0, sigma, out.shape)) ** 2 + rng.normal(0, sigma, out.shape) ** 2)
     return np.where(brain, out, 0).astype(np.float32)
@@ -224,7 +257,6 @@ def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[
     if not ids:
         raise SystemExit(f"none of the validation subjects {fixed_split()['validation']} is in {data}")
     ids = ids[:QUICK_SUBJECTS] if quick else ids
-    gamma = float(np.random.RandomState([seed, 1717]).uniform(*SCANNER_SHIFT["gamma"]))
     cases, volumes = [], {}
     for s_index, subject in enumerate(ids):
         record = subjects[subject]
@@ -235,12 +267,16 @@ def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[
         brain, wm, gm = (to_ras(vols.masks[k], vols.affine)[0] for k in ("brain", "wm", "gm"))
         t1 = np.where(brain, t1, 0).astype(np.float32)
         if variant == "scanner_shift":
-            t1 = scanner_shift(t1, brain, gamma, np.random.RandomState([seed, 2323, s_index]))
+            t1 = scanner_shift(t1, brain, np.random.RandomState([seed, 2323, s_index]))
         volumes[subject] = {"t1": t1, "brain": brain, "affine": affine}
         for z_index, z in enumerate(slice_indices(brain, QUICK_SLICES if quick else SLICES)):
             for p_index, placement in enumerate(PLACEMENTS):
                 rng = np.random.RandomState([seed, s_index, z_index, p_index])
-                hole = draw_hole(placement, brain[:, :, z], wm[:, :, z], gm[:, :, z], rng)
+                if placement == "tumour blob":
+                    hole3d = draw_tumour(brain, z, rng)
+                    hole = hole3d[:, :, z]
+                else:
+                    hole3d, hole = None, draw_hole(placement, brain[:, :, z], wm[:, :, z], gm[:, :, z], rng)
                 image, b2d = t1[:, :, z], brain[:, :, z]
                 lo, hi = scaling(image, b2d & ~hole)
                 cases.append(
@@ -248,7 +284,8 @@ def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[
                         "subject": subject,
                         "z": z,
                         "placement": placement,
-                        "name": f"{subject}_z{z:03d}_{'wm' if p_index == 0 else 'cortex'}",
+                        "name": f"{subject}_z{z:03d}_{PLACEMENT_TAGS[placement]}",
+                        "hole3d": hole3d,
                         "image": np.where(hole, 0, image).astype(np.float32),
                         "hole": hole,
                         "brain": b2d,
@@ -258,7 +295,7 @@ def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[
                         "affine": affine @ _shift(z),
                     }
                 )
-    return cases, {"subjects": ids, "gamma": gamma, "volumes": volumes}
+    return cases, {"subjects": ids, "volumes": volumes}
 
 
 def _shift(z: int) -> np.ndarray:
@@ -286,6 +323,8 @@ def _run_workflow(
     """``bundle``'s inference configs run in this process on ``datalist`` (as tests/harness.py does)."""
     from monai.bundle import ConfigWorkflow
 
+    if bundle.name in WEIGHTS:
+        overrides["checkpoint"] = str(WEIGHTS[bundle.name])
     # the bundles' logging.conf and MONAI's loggers write to stdout: keep the table alone there
     _logs_to_stderr()
     with contextlib.redirect_stdout(sys.stderr):
@@ -336,58 +375,27 @@ def run_shape_aware(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarr
 
 def run_object_removal(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarray]:
     """inference.json with ``{"image", "hint"}`` and ``mask_source: hint`` (the inpainters fill the given mask;
-    the default ``segmenter`` would remove a segment overlapping it instead). The output is on the bundle's
-    [0, 1] scale (0.5/99.5 percentiles of the whole input slice, clipped): mapped back to the input's units."""
+    the default ``segmenter`` would remove a segment overlapping it instead). The bundle writes the fill
+    composited into the input at its size, in the input's units (``scripts.data.OwnMaskComposited``)."""
     entries = _write_inputs(cases, tmp, mask_key="hint")
     _run_workflow(bundle, ["inference.json"], tmp / "out", entries, mask_source="hint")
-    outputs = _read_outputs(cases, tmp / "out", "pred")
-    back = []
-    for case, out in zip(cases, outputs):
-        lo, hi = np.percentile(case["image"], PERCENTILES)
-        back.append(out * (hi - lo) + lo)
-    return back
-
-
-def run_ipa_medgan(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarray]:
-    """inference.json blind: ``{"image"}`` only (an entry without ``mask_index`` is not masked by the bank: the
-    user's image already lacks the region, here voided to 0 = the bundle's ``fill_value``). It takes no mask
-    and its output is not composited."""
-    entries = [{"image": e["image"]} for e in _write_inputs(cases, tmp)]
-    _run_workflow(bundle, ["inference.json"], tmp / "out", entries)
     return _read_outputs(cases, tmp / "out", "pred")
 
 
-def run_autoinpainting(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarray]:
-    """The bundle's inpainter (``inference.json``'s ``network_def`` + shipped weights + its ``intensity_scaling``)
-    through its scripts' API ``AutoInpainter.inpaint(network, image, holes)``: inference.json itself only runs the
-    sliding-circle search, it takes no mask. Padded to a multiple of 128 (7 poolings) and cropped back."""
-    from monai.bundle import ConfigParser
+def run_ipa_medgan(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarray]:
+    """inference.json + fill.json with ``{"image", "mask"}``: the generator in its masked mode at its trained
+    size, the fill resized back and composited into the input in its units."""
+    entries = _write_inputs(cases, tmp)
+    _run_workflow(bundle, ["inference.json", "fill.json"], tmp / "out", entries)
+    return _read_outputs(cases, tmp / "out", "filled")
 
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser.update({"bundle_root": str(bundle), "device": "$torch.device('cpu')"})
-    scripts = parser.get_parsed_content("scripts")
-    network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
-    network.eval()
-    lower, upper = parser.get_parsed_content("intensity_percentiles")
-    inpainter = scripts.autoinpainting.AutoInpainter(batch_size=1)
-    outputs = []
-    for case in cases:
-        image = case["image"].astype(np.float64)
-        lo, hi = np.percentile(image, [lower, upper])
-        unit = np.clip((image - lo) / (hi - lo), 0, 1)
-        h, w = unit.shape
-        ph, pw = -h % 128, -w % 128
-        padded = np.pad(unit, ((0, ph), (0, pw)))
-        hole = np.pad(case["hole"], ((0, ph), (0, pw)))
-        out = inpainter.inpaint(
-            network,
-            torch.as_tensor(padded[None], dtype=torch.float32),
-            torch.as_tensor(hole[None, None], dtype=torch.float32),
-        )
-        outputs.append(out[0, 0, :h, :w].numpy() * (hi - lo) + lo)
-    return outputs
+
+def run_autoinpainting(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarray]:
+    """inference.json + fill.json with ``{"image", "mask"}``: the inpainter alone (no circle search), composited
+    into the input in its units."""
+    entries = _write_inputs(cases, tmp)
+    _run_workflow(bundle, ["inference.json", "fill.json"], tmp / "out", entries)
+    return _read_outputs(cases, tmp / "out", "filled")
 
 
 def run_blind_3d(bundle: Path, cases: list[dict], tmp: Path, volumes: dict) -> list[np.ndarray]:
@@ -402,10 +410,13 @@ def run_blind_3d(bundle: Path, cases: list[dict], tmp: Path, volumes: dict) -> l
             label = np.zeros(vol["t1"].shape, bool)
             for case in group:
                 z = case["z"]
-                label[:, :, max(0, z - DEPTH_3D) : z + DEPTH_3D + 1] |= case["hole"][:, :, None]
+                if case["hole3d"] is not None:  # tumour blobs are 3-D already (the slices' blobs may overlap)
+                    label |= case["hole3d"]
+                else:
+                    label[:, :, max(0, z - DEPTH_3D) : z + DEPTH_3D + 1] |= case["hole"][:, :, None]
             label &= vol["brain"]
             image = np.where(label, 0, vol["t1"]).astype(np.float32)
-            name = f"{subject}_{'wm' if placement == 'deep WM' else 'cortex'}_3d"
+            name = f"{subject}_{PLACEMENT_TAGS[placement]}_3d"
             nib.save(nib.Nifti1Image(image, vol["affine"]), tmp / f"{name}.nii.gz")
             nib.save(nib.Nifti1Image(label.astype(np.uint8), vol["affine"]), tmp / f"{name}_hole.nii.gz")
             entries.append({"image": str(tmp / f"{name}.nii.gz"), "label": str(tmp / f"{name}_hole.nii.gz")})
@@ -425,21 +436,17 @@ BUNDLE_RUNNERS: dict[str, Callable] = {
     "ipa_medgan": run_ipa_medgan,
     "blind_lesion_inpainting_3d": run_blind_3d,
 }
-#: Bundles with no route that fills a user's mask: their row is n/a (reason); what they can do is run as
-#: information under ``<label> blind`` (CSV and the notes below the tables), never in the table.
-NO_MASK_ROUTE = {
-    "ipa_medgan": "no own-mask route: inference masks with its own bank, or runs blind on an image already voided",
-}
 FOOTNOTES = {
-    "shape_aware_mask_inpainting": "inference.json, datalist {image, mask}; output already in the input's units",
-    "mask_optimized_object_removal": "inference.json, datalist {image, hint}, `--mask_source hint`; output on its "
-    "own [0, 1] scale (whole-slice 0.5/99.5 percentiles, clipped), mapped back to the input's units here; 64x64",
-    "autoinpainting_tumor_segmentation": "no own-mask command (inference.json runs only the circle search): its "
-    "network + shipped weights via scripts API `AutoInpainter.inpaint`; its [0, 99.5]-percentile scale mapped back",
-    "ipa_medgan": "n/a in the table (no own-mask route). Information only, its blind route: inference.json with "
-    "{image} only, the hole voided to 0 (its fill value); no mask, output not composited; 64x64, resized back",
+    "shape_aware_mask_inpainting": "inference.json, datalist {image, mask}; output in the input's units",
+    "mask_optimized_object_removal": "inference.json, datalist {image, hint}, `--mask_source hint`: the fill "
+    "resized back from 64x64 and composited into the input in its units",
+    "autoinpainting_tumor_segmentation": "inference.json + fill.json, datalist {image, mask}: the inpainter "
+    "composited into the input in its units",
+    "ipa_medgan": "inference.json + fill.json, datalist {image, mask}: masked mode at 64x64, the fill resized "
+    "back and composited into the input in its units",
     "blind_lesion_inpainting_3d": "inference.json + inference_nonblind.json on the whole volume, 3-D hole = the "
-    "2-D hole extruded over 7 slices (14 mm); output in the input's units",
+    "2-D hole extruded over 7 slices (14 mm), or the tumour's 3-D blob (the subject's blobs together); output in "
+    "the input's units",
 }
 
 
@@ -448,8 +455,11 @@ FOOTNOTES = {
 # ----------------------------------------------------------------------------------------------------------
 
 
-def evaluate(cases: list[dict], info: dict, log: Callable[[str], None]) -> tuple[list[dict], dict, dict]:
-    """Per-hole rows for every method, the predictions (unit scale) and each bundle's status."""
+def evaluate(
+    cases: list[dict], info: dict, log: Callable[[str], None], only: set[str] | None = None
+) -> tuple[list[dict], dict, dict]:
+    """Per-hole rows for every method (the bundles in ``only``, default all), the predictions (unit scale) and
+    each bundle's status."""
     preds: dict[str, list[np.ndarray]] = {}
     status: dict[str, str] = {}
     negative: dict[str, list[float]] = {}
@@ -460,6 +470,8 @@ def evaluate(cases: list[dict], info: dict, log: Callable[[str], None]) -> tuple
         preds.setdefault("mean fill", []).append(mean_fill(image, case["hole"], case["brain"]))
         preds.setdefault("diffusion fill", []).append(diffusion_fill(image, case["hole"]))
     for name, label in BUNDLES.items():
+        if only is not None and name not in only:
+            continue
         bundle = REPO / "bundles" / name
         start = time.time()
         try:
@@ -468,10 +480,10 @@ def evaluate(cases: list[dict], info: dict, log: Callable[[str], None]) -> tuple
                     raw = run_blind_3d(bundle, cases, Path(tmp), info["volumes"])
                 else:
                     raw = BUNDLE_RUNNERS[name](bundle, cases, Path(tmp))
-            key = f"{label} blind" if name in NO_MASK_ROUTE else label
+            key = label
             preds[key] = [to_unit(r, c["lo"], c["hi"], c["brain"]) for r, c in zip(raw, cases)]
             negative[key] = [float((r[c["hole"]] < 0).mean()) for r, c in zip(raw, cases)]
-            status[label] = f"n/a ({NO_MASK_ROUTE[name]})" if name in NO_MASK_ROUTE else "ok"
+            status[label] = "ok"
         except Exception as error:  # a bundle that fails on real input is reported, not hidden
             status[label] = f"n/a ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
         log(f"{label}: {status[label]} ({time.time() - start:.0f} s)")
@@ -499,9 +511,10 @@ def summary(rows: list[dict], status: dict, methods: list[str]) -> list[list[str
         for placement in PLACEMENTS:
             picked = [r for r in rows if r["method"] == method and r["placement"] == placement]
             if not picked:
-                table.append([method, placement, "0", status.get(method, "n/a"), "", "", "", ""])
+                table.append([method, placement, "0", status.get(method, "n/a"), "", "", "", "", ""])
                 continue
             psnr, mae = np.array([r["psnr"] for r in picked]), np.array([r["mae"] for r in picked])
+            ssim = np.array([r["ssim"] for r in picked])
             pred, true = (
                 np.array([r["mean_pred"] for r in picked]),
                 np.array([r["mean_true"] for r in picked]),
@@ -512,6 +525,7 @@ def summary(rows: list[dict], status: dict, methods: list[str]) -> list[list[str
                     placement,
                     str(len(picked)),
                     f"{psnr.mean():.2f} ± {psnr.std(ddof=1) if len(picked) > 1 else 0:.2f}",
+                    f"{ssim.mean():.3f} ± {ssim.std(ddof=1) if len(picked) > 1 else 0:.3f}",
                     f"{mae.mean():.3f} ± {mae.std(ddof=1) if len(picked) > 1 else 0:.3f}",
                     f"{pred.mean():.3f} ± {pred.std(ddof=1) if len(picked) > 1 else 0:.3f}",
                     f"{true.mean():.3f}",
@@ -521,7 +535,7 @@ def summary(rows: list[dict], status: dict, methods: list[str]) -> list[list[str
     return table
 
 
-HEADER = ["method", "holes", "n", "PSNR (dB)", "MAE", "mean pred", "mean true", "known max"]
+HEADER = ["method", "holes", "n", "PSNR (dB)", "SSIM", "MAE", "mean pred", "mean true", "known max"]
 
 
 def markdown(table: list[list[str]], extra: list[str] | None = None) -> str:
@@ -585,17 +599,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     parser.add_argument("--variant", choices=("standard", "scanner_shift", "both"), default="standard")
+    parser.add_argument("--bundles", nargs="+", choices=sorted(BUNDLES), help="score only these bundles")
+    parser.add_argument(
+        "--weights", nargs="+", default=[], metavar="BUNDLE=PATH", help="score PATH instead of BUNDLE's shipped weights"
+    )
     args = parser.parse_args(argv)
+    for item in args.weights:
+        name, _, path = item.partition("=")
+        if name not in BUNDLES or not Path(path).is_file():
+            parser.error(f"--weights {item}: need BUNDLE=PATH with BUNDLE one of {sorted(BUNDLES)} and PATH a file")
+        WEIGHTS[name] = Path(path)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = ("standard", "scanner_shift") if args.variant == "both" else (args.variant,)
-    methods = [*BASELINES, *BUNDLES.values()]
+    selected = set(args.bundles or BUNDLES)
+    methods = [*BASELINES, *(label for name, label in BUNDLES.items() if name in selected)]
     all_rows, tables, results = [], {}, {}
     for variant in variants:
         cases, info = build_cases(Path(args.data), args.quick, args.seed, variant)
-        rows, preds, status = evaluate(cases, info, lambda m, v=variant: print(f"[{v}] {m}", file=sys.stderr))
+        rows, preds, status = evaluate(
+            cases, info, lambda m, v=variant: print(f"[{v}] {m}", file=sys.stderr), selected
+        )
         all_rows += [{"variant": variant, **r} for r in rows]
         tables[variant] = summary(rows, status, methods)
         results[variant] = {"cases": cases, "preds": preds, "status": status, "info": info}
@@ -626,12 +652,16 @@ def main(argv: list[str] | None = None) -> dict:
         f"middle {MIDDLE_FRACTION:.0%} of the brain's axial extent",
         f"- holes: `square_mask` {HOLE_SIDE}x{HOLE_SIDE} px ({2 * HOLE_SIDE} mm), in the brain; deep WM = centre in "
         f"WM eroded {WM_EROSION} px; cortex = centre in GM within {CORTEX_DEPTH} px of the brain edge; seed "
-        f"{args.seed}; same holes for every method and variant",
+        f"{args.seed}; tumour blob = a smooth irregular 3-D blob of {TUMOUR_CM3[0]:.0f}-{TUMOUR_CM3[1]:.0f} cm³ "
+        f"(log-uniform) centred in the slice at least {BRAIN_EROSION} px inside the brain, its slice the 2-D hole; "
+        "same holes for every method and variant",
         "- units: each slice scaled by the 0.5/99.5 percentiles of its known brain pixels, clipped to [0, 1]; "
         "metrics inside the hole; mean ± sd over holes; `known max` = largest change of a known pixel; the "
         "slices are skull-stripped, so pixels outside the brain are known zeros (a cortex hole borders them)",
         f"- command: `python benchmarks/real_inpainting.py --data {args.data}{' --quick' if args.quick else ''} "
-        f"--seed {args.seed} --variant {args.variant}`; wall time {wall:.0f} s (2 shared CPU cores, 1 thread)",
+        f"--seed {args.seed} --variant {args.variant}"
+        f"{' --bundles ' + ' '.join(args.bundles) if args.bundles else ''}"
+        f"{' --weights ' + ' '.join(args.weights) if args.weights else ''}`; wall time {wall:.0f} s (2 shared CPU cores, 1 thread)",
         "",
     ]
     for variant, table in tables.items():
@@ -639,23 +669,21 @@ def main(argv: list[str] | None = None) -> dict:
             "Standard (IXI validation slices as acquired)"
             if variant == "standard"
             else (
-                f"Scanner shift (simulated: gamma {results[variant]['info']['gamma']:.2f}, bias field ±20 %, "
-                "Rician-like noise 2 %, applied before scaling)"
+                "Scanner shift (simulated, applied before scaling: random monotone intensity remap, bias field "
+                "±20 %, blur of sigma 0.6/0.6/1.0 voxel, Rician-like noise 2 %)"
             )
         )
         lines += [f"## {title}", "", markdown(table), ""]
     lines += ["Bundle routes:", ""]
     for name, label in BUNDLES.items():
+        if name not in selected:
+            continue
         negative = [r["negative_fraction"] for r in all_rows if r["method"] == label]
         note = (
             f" (raw output < 0 in {np.mean(negative):.0%} of hole pixels)"
             if negative and np.mean(negative)
             else ""
         )
-        if name in NO_MASK_ROUTE:
-            for variant in variants:
-                blind = summary([r for r in all_rows if r["variant"] == variant], {}, [f"{label} blind"])
-                note += f"; {variant}: " + ", ".join(f"{row[1]} {row[3]} dB (n={row[2]})" for row in blind)
         lines.append(f"- {label}: {FOOTNOTES[name]}{note}")
     lines += [
         "",

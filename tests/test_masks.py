@@ -26,6 +26,7 @@ from common.transforms.masks import (
     main,
     multi_square_mask,
     sliding_circle_masks,
+    smooth_blob_mask,
     square_mask,
     write_mask_bank,
 )
@@ -315,3 +316,27 @@ def test_a_region_with_no_room_for_holes_is_an_error_naming_it():
     data = {"image": np.ones((1, 32, 32), np.float32), "brain": np.zeros((1, 32, 32), np.float32)}
     with pytest.raises(ValueError, match="inside region 'brain' after 20 draws \\(0 voxels"):
         IrregularMaskd("image", region_key="brain")(data)
+
+
+def test_smooth_blob_has_the_size_stays_in_the_region_and_is_one_seeded_piece():
+    region = np.zeros((40, 48, 44), bool)
+    region[5:35, 6:42, 4:40] = True
+    blobs = [smooth_blob_mask(region.shape, np.random.RandomState(5), 3000, (20, 24, 22), region) for _ in range(2)]
+    np.testing.assert_array_equal(blobs[0], blobs[1])
+    assert blobs[0].sum() == 3000 and not (blobs[0] & ~region).any()
+    assert ndimage.label(blobs[0])[1] == 1
+    # irregular, not a sphere: over 5 % of it lies outside the sphere of the same volume around the centre
+    distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(np.ogrid[:40, :48, :44], (20, 24, 22))))
+    sphere = distance <= np.sort(distance.ravel())[2999]
+    assert (blobs[0] & ~sphere).sum() > 150
+    other = smooth_blob_mask(region.shape, np.random.RandomState(6), 3000, (20, 24, 22), region)
+    assert (other != blobs[0]).any()
+
+
+def test_smooth_blob_refuses_a_region_too_small_or_a_centre_outside():
+    region = np.zeros((20, 20), bool)
+    region[5:10, 5:10] = True
+    with pytest.raises(ValueError, match="holds 25 voxels, fewer than the blob's 30"):
+        smooth_blob_mask(region.shape, np.random.RandomState(0), 30, (7, 7), region)
+    with pytest.raises(ValueError, match="must lie inside the region"):
+        smooth_blob_mask(region.shape, np.random.RandomState(0), 5, (0, 0), region)

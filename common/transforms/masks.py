@@ -29,6 +29,7 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform
+from scipy import ndimage
 from skimage import io as skio
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "load_mask_bank",
     "multi_square_mask",
     "sliding_circle_masks",
+    "smooth_blob_mask",
     "apply_mask",
     "as_type_of",
     "square_mask",
@@ -529,6 +531,42 @@ def free_form_mask(
     if rng.rand() > 0.5:
         holes = holes[::-1, :]
     return np.ascontiguousarray(holes)
+
+
+def smooth_blob_mask(
+    spatial_shape: Sequence[int],
+    rng: np.random.RandomState,
+    size: int,
+    centre: Sequence[int],
+    region: np.ndarray | None = None,
+    roughness: float = 0.35,
+) -> np.ndarray:
+    """A tumour-like hole of ``size`` voxels (within 2 %): a sphere around ``centre`` whose radius is modulated
+    by smooth random noise (low-pass Gaussian field of relative amplitude ``roughness``), grown or shrunk to the
+    size, kept inside ``region`` (e.g. the brain) and connected to its centre. 2-D or 3-D; seeded by ``rng``.
+
+    The real-data benchmark's 5-300 cm^3 tumour holes; ValueError when ``region`` holds fewer than ``size``
+    voxels connected to the centre."""
+    shape = tuple(int(s) for s in spatial_shape)
+    centre = np.asarray(centre, float)
+    if region is None:
+        region = np.ones(shape, bool)
+    region = np.asarray(region, bool)
+    if region.shape != shape or not region[tuple(centre.astype(int))]:
+        raise ValueError(f"the centre {tuple(centre.astype(int))} must lie inside the region of shape {shape}")
+    radius = (size * (3 / (4 * np.pi) if len(shape) == 3 else 1 / np.pi)) ** (1 / len(shape))
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=max(radius / 2, 1.0))
+    noise /= np.abs(noise).max() + 1e-12
+    distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(np.ogrid[tuple(slice(0, s) for s in shape)], centre)))
+    field = distance / radius - roughness * noise  # the blob is {field <= t}; t sets its size
+    labels, _ = ndimage.label(region)
+    candidates = region & (labels == labels[tuple(centre.astype(int))])
+    values = np.sort(field[candidates])
+    if values.size < size:
+        raise ValueError(f"the region around the centre holds {values.size} voxels, fewer than the blob's {size}")
+    blob = candidates & (field <= values[size - 1])
+    blob_labels, _ = ndimage.label(blob)
+    return blob & (blob_labels == blob_labels[tuple(np.argwhere(blob)[np.argmin(field[blob])])])
 
 
 class IrregularMaskd(RandomMaskd):

@@ -373,8 +373,9 @@ class MNIPreprocessd(MapTransform):
     """Map the T1 under ``keys`` to the MNI 1 mm grid (denoise, N4, register, resample, standardise).
 
     Writes the MNI-grid volume (a ``MetaTensor`` with ``MNI_AFFINE``) in place and, under ``info_key``, what
-    :class:`MNIToNatived` needs to go back: ``native`` (the input image, header included), ``mni_to_native``
-    and ``scale`` (the mean that intensities were divided by). With ``register=False`` the input is assumed to be
+    :class:`MNIToNatived` needs to go back: ``native`` (the input image, header included), ``mni_to_native``,
+    ``scale`` (the mean that intensities were divided by) and, with ``bias_correct``, ``bias_field`` (N4's
+    multiplicative field on the native grid). With ``register=False`` the input is assumed to be
     in MNI space already (any grid/orientation: it is still resampled). ``check_modality`` rejects non-T1 input.
     The first key drives N4, registration and standardisation; further keys must be on its grid and follow
     with the same bias field, world transform and scale (e.g. the lesion-free version of a lesioned T1, so that
@@ -451,13 +452,18 @@ class MNIPreprocessd(MapTransform):
                 affine=torch.from_numpy(MNI_AFFINE.copy()),
             )
         d[self.info_key] = {"native": reference, "mni_to_native": mni_to_native, "scale": scale}
+        if field is not None:
+            # MNIToNatived multiplies it back: without it a result comes back in bias-corrected units, not the
+            # input's (N4's field is not normalised to 1: mean ~0.66 inside the brain on IXI T1s)
+            d[self.info_key]["bias_field"] = field
         return d
 
 
 class MNIToNatived(MapTransform):
     """Put MNI-grid results under ``keys`` back into the subject's space, header and intensity units, using the
-    ``info_key`` entry written by :class:`MNIPreprocessd`. The output carries a copy of the input's metadata, so
-    ``SaveImaged`` writes it with the input's geometry and file name."""
+    ``info_key`` entry written by :class:`MNIPreprocessd` (``rescale``: times ``scale`` and, where N4 ran, times
+    its ``bias_field``, the exact inverse of the forward intensity mapping). The output carries a copy of the
+    input's metadata, so ``SaveImaged`` writes it with the input's geometry and file name."""
 
     def __init__(
         self,
@@ -477,8 +483,13 @@ class MNIToNatived(MapTransform):
         native_affine = _affine_of(native)
         mni_to_native = np.asarray(info["mni_to_native"], dtype=np.float64).reshape(4, 4)
         scale = float(np.asarray(info["scale"]).reshape(-1)[0]) if self.rescale else 1.0
+        field = info.get("bias_field") if self.rescale else None
+        if field is not None:
+            field = convert_to_numpy(field).astype(np.float32).reshape(tuple(native.shape[1:]))
         for key in self.key_iterator(d):
             back = to_native(d[key], native_affine, native.shape[1:], mni_to_native, self.order) * scale
+            if field is not None:
+                back = back * field
             d[key] = MetaTensor(
                 torch.from_numpy(np.ascontiguousarray(back[None], dtype=np.float32)),
                 meta=copy.deepcopy(dict(native.meta)),

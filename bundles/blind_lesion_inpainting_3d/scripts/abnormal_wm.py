@@ -11,6 +11,7 @@ inference use this one function, so the threshold chosen on the validation subje
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -20,8 +21,11 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from scipy import ndimage
 
-from common.transforms.preprocessing import resample_to_mni
+from common.transforms.preprocessing import head_mask, resample_to_mni
+
+logger = logging.getLogger(__name__)
 
 #: WM prior probability above which a voxel counts as white matter
 WM_PRIOR_LEVEL = 0.5
@@ -88,13 +92,28 @@ class AbnormalWMd(MapTransform):
 
 class NativeComposited(MapTransform):
     """Non-blind fill in the subject's space: the native-space prediction under ``keys`` inside the native
-    lesion mask ``mask_key``, the unmodified input image (``info_key``'s ``native``) everywhere else."""
+    lesion mask ``mask_key``, the unmodified input image (``info_key``'s ``native``) everywhere else.
+
+    The fill is checked against the input's own range: ``floor`` / ``ceiling`` are the ``percentiles`` of the
+    known (non-lesion, non-zero) voxels inside the head (``common.transforms.preprocessing.head_mask``).
+    Fill voxels outside [floor, ceiling] or not finite (an untrained or out-of-domain network: the shipped demo
+    weights leave parts of a hole near the -1 marker on real scans) are replaced, with a warning giving their
+    share, by the median of the known head voxels in a ``shell``-voxel shell around their lesion component
+    (clipped to [floor, ceiling]), so the written fill is never the marker, never negative, never below the
+    brain's intensity floor."""
 
     def __init__(
-        self, keys: KeysCollection, mask_key: str, info_key: str = "mni", allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        mask_key: str,
+        info_key: str = "mni",
+        percentiles: tuple[float, float] = (0.5, 99.5),
+        shell: int = 2,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.mask_key, self.info_key = mask_key, info_key
+        self.percentiles, self.shell = (float(percentiles[0]), float(percentiles[1])), int(shell)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
@@ -106,6 +125,55 @@ class NativeComposited(MapTransform):
                     f"prediction {tuple(d[key].shape)}, lesion mask {tuple(holes.shape)} and input "
                     f"{tuple(native.shape)} must share the input's grid (map the prediction back first)"
                 )
-            filled = torch.where(holes, _plain(d[key]).float(), _plain(native).float())
+            fill = in_range_fill(
+                _plain(d[key]).float().numpy()[0],
+                _plain(native).float().numpy()[0],
+                holes.numpy()[0],
+                self.percentiles,
+                self.shell,
+                name=str(key),
+            )
+            filled = torch.where(holes, torch.from_numpy(fill)[None], _plain(native).float())
             d[key] = MetaTensor(filled, meta=dict(d[key].meta))
         return d
+
+
+def in_range_fill(
+    fill: np.ndarray,
+    image: np.ndarray,
+    holes: np.ndarray,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    shell: int = 2,
+    name: str = "pred",
+) -> np.ndarray:
+    """``fill`` (same grid as ``image``) with its hole voxels that are out of the known head voxels' percentile
+    range, or not finite, replaced by the median of the known head voxels in a ``shell``-voxel shell around their
+    hole component (see :class:`NativeComposited`); voxels outside ``holes`` are returned unchanged."""
+    fill = np.array(fill, dtype=np.float32)
+    if not holes.any():
+        return fill
+    known = head_mask(np.where(holes, 0, image)) & ~holes & (image != 0)  # 0: background of a stripped brain
+    if not known.any():
+        known = ~holes
+    floor, ceiling = (float(v) for v in np.percentile(image[known], percentiles))
+    with np.errstate(invalid="ignore"):
+        bad = holes & ~((fill >= floor) & (fill <= ceiling))
+    if bad.any():
+        components, count = ndimage.label(holes)
+        fallback = float(np.median(image[known]))
+        for index in np.unique(components[bad]):
+            component = components == index
+            ring = ndimage.binary_dilation(component, iterations=shell) & known
+            value = float(np.median(image[ring])) if ring.any() else fallback
+            fill[bad & component] = min(max(value, floor), ceiling)
+        logger.warning(
+            "%s: the network's fill is outside the input's intensity range [%.4g, %.4g] (0.5/99.5 percentiles "
+            "of the known head voxels) or not finite in %.1f %% of the lesion voxels; those voxels are filled "
+            "with the median of the known voxels around their lesion instead (retrain or fine-tune the "
+            "non-blind network on data like yours)",
+            name,
+            floor,
+            ceiling,
+            100.0 * bad.sum() / holes.sum(),
+        )
+    return fill

@@ -150,3 +150,67 @@ class RandomMaskInsteadOfObjectd(Randomizable, MapTransform):
         d["mask"] = torch.as_tensor(d["mask"]).float()
         d["image"], d["edge_input"], d["segmap_input"] = d["clean"], d["edge"], d["segmap"]
         return d
+
+
+class OwnMaskComposited(MapTransform):
+    """The own-mask route's output in the input's terms (``mask_source: hint``): the network's fill under
+    ``keys`` (already resized back to the input's grid by ``Invertd``, on the bundle's [0, 1] scale) mapped back
+    to the input's intensity units (the inverse of ``ScaleIntensityRangePercentilesd``: ``fill * (hi - lo) + lo``
+    with ``lo``, ``hi`` the ``lower`` / ``upper`` percentiles of the original image, the fill clipped to
+    [lo, hi]), written inside the user's mask (``mask_key``, dilated by ``dilation`` px as ``LesionMaskd`` does)
+    into the original image under ``image_key``; every pixel outside the mask is the input's, bit for bit.
+    ``enabled`` False passes the data through (the segmenter route, whose mask is the network's own)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        image_key: str = "image_native",
+        mask_key: str = "hint_native",
+        lower: float = 0.5,
+        upper: float = 99.5,
+        dilation: int = 0,
+        enabled: bool = True,
+    ) -> None:
+        super().__init__(keys)
+        self.image_key, self.mask_key, self.lower, self.upper = (
+            image_key,
+            mask_key,
+            float(lower),
+            float(upper),
+        )
+        self.dilation, self.enabled = int(dilation), bool(enabled)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        from monai.data import MetaTensor
+
+        from common.transforms import lesion_mask
+
+        d = dict(data)
+        if not self.enabled:
+            return d
+        original = d[self.image_key]
+        image = np.asarray(
+            original.detach().cpu() if isinstance(original, torch.Tensor) else original, np.float64
+        )
+        hint = np.asarray(
+            d[self.mask_key].detach().cpu()
+            if isinstance(d[self.mask_key], torch.Tensor)
+            else d[self.mask_key]
+        )
+        holes = np.stack([lesion_mask(h, dilation=self.dilation) for h in hint.reshape(-1, *hint.shape[-2:])])
+        holes = np.broadcast_to(
+            holes.reshape(1, *hint.shape[-2:]) if holes.shape[0] == 1 else holes, image.shape
+        )
+        lo, hi = np.percentile(image, [self.lower, self.upper])
+        for key in self.key_iterator(d):
+            pred = d[key]
+            fill = np.asarray(pred.detach().cpu() if isinstance(pred, torch.Tensor) else pred, np.float64)
+            if fill.shape != image.shape:
+                raise ValueError(
+                    f"{key} {fill.shape} is not on the input's grid {image.shape}: resize it back (Invertd) first"
+                )
+            fill = np.clip(np.nan_to_num(fill * (hi - lo) + lo, nan=lo), lo, hi)
+            out = np.where(holes, fill, image).astype(np.float32)
+            meta = dict(pred.meta) if isinstance(pred, MetaTensor) else {}
+            d[key] = MetaTensor(torch.from_numpy(out), meta=meta)
+        return d
