@@ -61,11 +61,13 @@ def compare_with_reference(bundle: Path, produced: dict[str, np.ndarray]) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Regenerate every reference, or with ``--check NAME...`` compare those bundles with theirs."""
+    """Regenerate every reference (``--only NAME...``: those bundles'), or with ``--check NAME...`` compare those
+    bundles with theirs."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", nargs="+", metavar="BUNDLE", help="compare these bundles, write nothing")
+    parser.add_argument("--only", nargs="+", metavar="BUNDLE", help="regenerate only these bundles' references")
     args = parser.parse_args(argv)
     if args.check:
         for bundle in find_bundles():
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     REFERENCE_DIR.mkdir(parents=True, exist_ok=True)
     for bundle in find_bundles():
+        if args.only and bundle.name not in args.only:
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             arrays = inference_outputs(bundle, Path(tmp))
         np.savez_compressed(REFERENCE_DIR / f"{bundle.name}.npz", **arrays)
