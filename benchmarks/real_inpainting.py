@@ -274,7 +274,7 @@ def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[
                 rng = np.random.RandomState([seed, s_index, z_index, p_index])
                 if placement == "tumour blob":
                     hole3d = draw_tumour(brain, z, rng)
-                    hole = hole3d[:, :, z]
+                    hole = np.ascontiguousarray(hole3d[:, :, z])
                 else:
                     hole3d, hole = None, draw_hole(placement, brain[:, :, z], wm[:, :, z], gm[:, :, z], rng)
                 image, b2d = t1[:, :, z], brain[:, :, z]
