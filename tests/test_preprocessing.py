@@ -140,6 +140,19 @@ def test_check_t1_like_accepts_the_template_and_rejects_inverted_contrast():
         check_t1_like(inverted)
 
 
+def test_check_t1_like_ignores_the_voxels_to_fill():
+    """A T1 whose large tumour was voided (zeros) is still a T1: the hole is left out of the correlation."""
+    from common.transforms.preprocessing import _template_on_mni_grid
+
+    template, brain = _template_on_mni_grid()
+    hole = np.zeros_like(brain)
+    hole[40:150, 30:190, 60:140] = True  # most of the brain
+    voided = np.where(hole, 0, template)
+    with pytest.raises(ValueError, match="does not look like a T1"):
+        check_t1_like(voided)
+    assert check_t1_like(voided, unknown=hole) > 0.99
+
+
 def test_mni_preprocess_and_back_round_trip_with_metadata():
     volume = mni_phantom(np.random.default_rng(4)) + 1.0
     native, affine = flipped_native(volume)

@@ -340,14 +340,17 @@ def _template_on_mni_grid() -> tuple[np.ndarray, np.ndarray]:
     return template_on_grid, resample_to_mni(brain.astype(np.float32), template_affine, order=0) > 0.5
 
 
-def check_t1_like(volume_mni: np.ndarray, min_correlation: float = 0.3) -> float:
+def check_t1_like(volume_mni: np.ndarray, min_correlation: float = 0.3, unknown: np.ndarray | None = None) -> float:
     """Pearson correlation with the MNI T1 template inside its brain mask; ValueError below ``min_correlation``.
 
     A T1 registered to MNI correlates strongly with the T1 template (WM bright, CSF dark); a T2 or FLAIR
-    (inverted CSF contrast) or a failed registration does not.
+    (inverted CSF contrast) or a failed registration does not. ``unknown`` (MNI grid, True = a hole or lesion to
+    fill) is left out: a T1 whose tumour was voided is still a T1.
     """
     volume_mni = _check_volume(volume_mni, "MNI-grid volume")
     template_on_grid, brain_on_grid = _template_on_mni_grid()
+    if unknown is not None:
+        brain_on_grid = brain_on_grid & ~np.asarray(unknown, bool)
     values = volume_mni[brain_on_grid]
     if np.ptp(values) == 0:
         raise ValueError("the image is constant inside the MNI brain mask: not a T1 (or registration failed)")
@@ -437,7 +440,12 @@ class MNIPreprocessd(MapTransform):
             if key == keys[0]:
                 moved = resample_to_mni(volume, affine, mni_to_native)
                 if self.check_modality:
-                    check_t1_like(moved)
+                    holes = [
+                        resample_to_mni(_check_volume(d[k]), affine, mni_to_native, order=0) > 0
+                        for k in self.label_keys
+                        if k in d
+                    ]
+                    check_t1_like(moved, unknown=np.logical_or.reduce(holes) if holes else None)
                 if self.standardise:
                     moved, scale = standardise_intensity(moved)
             elif key in self.label_keys:
