@@ -153,6 +153,29 @@ def test_check_t1_like_ignores_the_voxels_to_fill():
     assert check_t1_like(voided, unknown=hole) > 0.99
 
 
+def test_mni_preprocess_leaves_out_only_the_unknown_masks_from_the_modality_check():
+    """A brain mask among the label keys is resampled, not voided: the check still sees the whole brain (CI
+    failure of a brain mask read as 'voxels to fill'), while an ``unknown_keys`` mask is left out."""
+    from common.transforms.preprocessing import _template_on_mni_grid
+
+    template, brain = _template_on_mni_grid()
+    hole = np.zeros_like(brain)
+    hole[40:150, 30:190, 60:140] = True
+    affine = torch.from_numpy(MNI_AFFINE.copy())
+    data = {
+        "image": MetaTensor(torch.from_numpy(np.where(hole, 0, template)[None].astype(np.float32)), affine=affine),
+        "brain": MetaTensor(torch.from_numpy(brain[None].astype(np.float32)), affine=affine),
+        "hole": MetaTensor(torch.from_numpy(hole[None].astype(np.float32)), affine=affine),
+    }
+    options = dict(denoise=False, bias_correct=False, register=False, standardise=False)
+    with pytest.raises(ValueError, match="does not look like a T1"):
+        MNIPreprocessd(["image", "brain", "hole"], label_keys=["brain", "hole"], **options)(data)
+    out = MNIPreprocessd(["image", "brain", "hole"], label_keys=["brain", "hole"], unknown_keys="hole", **options)(data)
+    np.testing.assert_array_equal(out["brain"][0].numpy() > 0, brain)
+    with pytest.raises(ValueError, match="must be among label_keys"):
+        MNIPreprocessd(["image", "hole"], unknown_keys="hole")
+
+
 def test_mni_preprocess_and_back_round_trip_with_metadata():
     volume = mni_phantom(np.random.default_rng(4)) + 1.0
     native, affine = flipped_native(volume)

@@ -383,7 +383,8 @@ class MNIPreprocessd(MapTransform):
     The first key drives N4, registration and standardisation; further keys must be on its grid and follow
     with the same bias field, world transform and scale (e.g. the lesion-free version of a lesioned T1, so that
     both stay comparable), each denoised on its own; keys in ``label_keys`` (masks) are only resampled, with
-    nearest-neighbour interpolation. ``seed`` (registration samples) and ``itk_threads`` (N4 and registration;
+    nearest-neighbour interpolation; the True voxels of ``unknown_keys`` (masks of what is to be filled, e.g. a
+    voided lesion, never a brain mask) are left out of the modality check. ``seed`` (registration samples) and ``itk_threads`` (N4 and registration;
     1 for bit-identical results, None for ITK's default) make the output reproducible.
     """
 
@@ -391,6 +392,7 @@ class MNIPreprocessd(MapTransform):
         self,
         keys: KeysCollection,
         label_keys: KeysCollection = (),
+        unknown_keys: KeysCollection = (),
         denoise: bool = True,
         bias_correct: bool = True,
         register: bool = True,
@@ -403,6 +405,9 @@ class MNIPreprocessd(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.label_keys = (label_keys,) if isinstance(label_keys, str) else tuple(label_keys)
+        self.unknown_keys = (unknown_keys,) if isinstance(unknown_keys, str) else tuple(unknown_keys)
+        if not set(self.unknown_keys) <= set(self.label_keys):
+            raise ValueError(f"unknown_keys {self.unknown_keys} must be among label_keys {self.label_keys}")
         self.denoise, self.bias_correct, self.register = denoise, bias_correct, register
         self.standardise, self.check_modality = standardise, check_modality
         self.info_key, self.seed, self.itk_threads = info_key, seed, itk_threads
@@ -442,7 +447,7 @@ class MNIPreprocessd(MapTransform):
                 if self.check_modality:
                     holes = [
                         resample_to_mni(_check_volume(d[k]), affine, mni_to_native, order=0) > 0
-                        for k in self.label_keys
+                        for k in self.unknown_keys
                         if k in d
                     ]
                     check_t1_like(moved, unknown=np.logical_or.reduce(holes) if holes else None)

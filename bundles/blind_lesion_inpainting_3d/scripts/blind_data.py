@@ -75,7 +75,7 @@ def build_blind_datalist(
     network = load_stage(network_def, checkpoint, device)
     folder = Path(output_dir) / "blind_targets"
     folder.mkdir(parents=True, exist_ok=True)
-    prepare_lesioned = preprocessor([lesioned_key, lesion_key], [lesion_key], preprocessing)
+    prepare_lesioned = preprocessor([lesioned_key, lesion_key], [lesion_key], preprocessing, [lesion_key])
     prepare_healthy = preprocessor([healthy_key], [], preprocessing)
     # tag the entries with the stage-1 weights, so that a PersistentDataset cache keyed by the entry is not
     # reused after stage 1 is retrained (the target files keep their names)

@@ -19,20 +19,26 @@ def cohort_datalist(datalist_file: str | os.PathLike, split: str, keys: Mapping[
 
 
 def mni_preprocessd(
-    keys: Sequence[str] | str, options: Mapping, label_keys: Sequence[str] = ()
+    keys: Sequence[str] | str,
+    options: Mapping,
+    label_keys: Sequence[str] | str = (),
+    unknown_keys: Sequence[str] | str = (),
 ) -> MNIPreprocessd:
-    """``MNIPreprocessd`` of ``keys`` (``label_keys`` among them: nearest-neighbour) with ``options``, the
+    """``MNIPreprocessd`` of ``keys`` (``label_keys`` among them: nearest-neighbour; ``unknown_keys``: the masks
+    of voxels to fill, which the modality check leaves out) with ``options``, the
     configs' ``preprocessing_options`` (denoise, bias_correct, register, standardise, check_modality, seed,
     itk_threads), so every config and script preprocesses alike."""
-    return MNIPreprocessd(keys=keys, label_keys=label_keys, **options)
+    return MNIPreprocessd(keys=keys, label_keys=label_keys, unknown_keys=unknown_keys, **options)
 
 
-def preprocessor(keys: Sequence[str], label_keys: Sequence[str], options: Mapping) -> Compose:
+def preprocessor(
+    keys: Sequence[str], label_keys: Sequence[str], options: Mapping, unknown_keys: Sequence[str] = ()
+) -> Compose:
     """Load, channel-first and :func:`mni_preprocessd` of ``keys``."""
     return Compose(
         [
             LoadImaged(keys=list(keys), image_only=True),
             EnsureChannelFirstd(keys=list(keys)),
-            mni_preprocessd(list(keys), options, list(label_keys)),
+            mni_preprocessd(list(keys), options, list(label_keys), list(unknown_keys)),
         ]
     )

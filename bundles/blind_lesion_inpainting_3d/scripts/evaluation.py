@@ -189,7 +189,7 @@ class Evaluation:
     def run(self) -> dict:
         nets = _stages(self.network_def, self.nonblind_checkpoint, self.checkpoint, self.device)
         keys = ["image_ms", "image", "label_ms", "brain"]
-        prepare = preprocessor(keys, ["label_ms", "brain"], self.preprocessing_options)
+        prepare = preprocessor(keys, ["label_ms", "brain"], self.preprocessing_options, unknown_keys=["label_ms"])
         per_subject = []
         for index, entry in enumerate(self.datalist):
             data = prepare({k: entry[k] for k in keys})
@@ -256,7 +256,7 @@ class ThresholdSweep:
         with exit_on_bad_checkpoint():
             network = load_stage(self.network_def, self.checkpoint, self.device)
         keys = ["image_ms", "image", "label_ms"]
-        prepare = preprocessor(keys, ["label_ms"], self.preprocessing_options)
+        prepare = preprocessor(keys, ["label_ms"], self.preprocessing_options, unknown_keys=["label_ms"])
         per_subject = []
         for index, entry in enumerate(self.datalist):
             data = prepare({k: entry[k] for k in keys})
