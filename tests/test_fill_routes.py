@@ -20,21 +20,34 @@ import pytest
 from harness import REPO, config_list
 
 FILL_BUNDLES = ("autoinpainting_tumor_segmentation", "ipa_medgan")
+#: bundles whose fill route puts the slice on the model's grid (ToModelGridd): orientation and spacing of the
+#: input do not change the answer
+MODEL_GRID_BUNDLES = ("autoinpainting_tumor_segmentation",)
 AFFINE = np.array([[0.9, 0, 0, -40.0], [0, 1.1, 0, -52.0], [0, 0, 3.0, 12.0], [0, 0, 0, 1]])
 SHAPE = (96, 80)
 HOLE = (slice(30, 52), slice(24, 46))
 
 
-def write_image(path: Path) -> Path:
+def flipped_first_axis(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same image stored with its first axis reversed (e.g. LAS instead of RAS): same world positions."""
+    flipped = affine.copy()
+    flipped[:, 0] = -affine[:, 0]
+    flipped[:3, 3] = affine[:3, 3] + affine[:3, 0] * (array.shape[0] - 1)
+    return array[::-1].copy(), flipped
+
+
+def write_image(path: Path, flip: bool = False) -> Path:
     y, x = np.mgrid[: SHAPE[0], : SHAPE[1]].astype(np.float32)
-    ramp = 200 + 1000 * (0.6 * y / (SHAPE[0] - 1) + 0.4 * x / (SHAPE[1] - 1))
-    nib.save(nib.Nifti1Image(ramp.astype(np.float32), AFFINE), str(path))
+    ramp = 200 + 1000 * (0.6 * y / (SHAPE[0] - 1) + 0.4 * x / (SHAPE[1] - 1)) + 150 * np.sin(x / 5.0) * np.cos(y / 7.0)
+    ramp, affine = flipped_first_axis(ramp, AFFINE) if flip else (ramp, AFFINE)
+    nib.save(nib.Nifti1Image(ramp.astype(np.float32), affine), str(path))
     return path
 
 
-def write_mask(path: Path, hole=HOLE, affine: np.ndarray = AFFINE) -> Path:
+def write_mask(path: Path, hole=HOLE, affine: np.ndarray = AFFINE, flip: bool = False) -> Path:
     mask = np.zeros(SHAPE, np.uint8)
     mask[hole] = 1
+    mask, affine = flipped_first_axis(mask, affine) if flip else (mask, affine)
     nib.save(nib.Nifti1Image(mask, affine), str(path))
     return path
 
@@ -108,3 +121,48 @@ def test_fill_route_refuses_an_empty_or_full_mask(name, hole, words, tmp_path):
     while cause.__cause__ is not None:
         cause = cause.__cause__
     assert isinstance(cause, ValueError) and str(mask) in str(cause) and words in str(cause), repr(cause)
+
+
+@pytest.mark.parametrize("name", MODEL_GRID_BUNDLES)
+def test_fill_route_answer_does_not_depend_on_the_slice_orientation(name, tmp_path):
+    """The same slice stored LAS instead of RAS gives the same fill at the same world positions (the model sees
+    its training orientation), written back in the input's own orientation."""
+    bundle = REPO / "bundles" / name
+    outputs = []
+    for flip in (False, True):
+        image = write_image(tmp_path / f"ramp{int(flip)}.nii.gz", flip=flip)
+        mask = write_mask(tmp_path / f"ramp{int(flip)}_hole.nii.gz", flip=flip)
+        result = run_cli(fill_command(bundle, image, mask, tmp_path / "out"))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+        written = nib.load(str(tmp_path / "out" / f"ramp{int(flip)}_filled.nii.gz"))
+        np.testing.assert_allclose(written.affine, nib.load(str(image)).affine, atol=1e-5)
+        outputs.append(written.get_fdata(dtype=np.float32))
+    hole = np.zeros(SHAPE, bool)
+    hole[HOLE] = True
+    unflipped = outputs[1][::-1]
+    assert np.abs(outputs[0][hole] - outputs[0][hole].mean()).max() > 1.0, "the fill is flat: nothing compared"
+    np.testing.assert_allclose(unflipped, outputs[0], atol=1e-3 * (outputs[0].max() - outputs[0].min()))
+
+
+@pytest.mark.parametrize("name", MODEL_GRID_BUNDLES)
+def test_fill_route_shows_the_model_its_training_grid(name, tmp_path):
+    """Whatever the input's spacing (here 0.9 x 1.1 mm, stored LAS), the network input is on the grid recorded in
+    metadata.json (spacing, RAS axes): the field of view is kept (96 x 0.9 mm -> 43-44 pixels of 2 mm)."""
+    import json
+
+    from monai.bundle import ConfigParser
+
+    bundle = REPO / "bundles" / name
+    grid = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))["model_grid"]
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / "inference.json"), str(bundle / "configs" / "fill.json")])
+    parser.update({"bundle_root": str(bundle)})
+    assert parser.get_parsed_content("model_grid") == {"spacing": grid["spacing"], "axcodes": grid["axcodes"]}
+    image = write_image(tmp_path / "ramp.nii.gz", flip=True)
+    mask = write_mask(tmp_path / "ramp_hole.nii.gz", flip=True)
+    seen = parser.get_parsed_content("preprocessing")({"image": str(image), "mask": str(mask)})["image"]
+    affine = np.asarray(seen.affine)
+    np.testing.assert_allclose(np.abs(np.diag(affine)[:2]), grid["spacing"], atol=1e-6)
+    assert np.diag(affine)[0] > 0 and np.diag(affine)[1] > 0, affine  # R and A increase along the axes
+    for pixels, size, spacing, target in zip(seen.shape[-2:], SHAPE, (0.9, 1.1), grid["spacing"]):
+        assert abs(pixels * target - size * spacing) <= target, (tuple(seen.shape), SHAPE)

@@ -45,3 +45,61 @@ def test_ixi_training_reads_the_split_and_keeps_holes_in_the_brain(bundle, tmp_p
     )  # fmt: skip
     (checkpoint,) = tmp_path.rglob("*checkpoint_epoch=1.pt")
     assert torch.load(checkpoint, map_location="cpu", weights_only=True)["trainer"]["iteration"] > 0
+
+
+@needs_ixi
+def test_ipa_medgan_ixi_pads_to_128_starts_from_the_demo_weights_and_fixes_the_validation_holes():
+    """ipa_medgan's ixi.json: 90x120 IXI slices zero-padded (not resized) to 128x128, the masked input has the hole
+    voided, the shipped generator loads into the 128-px network, and validation holes repeat epoch to epoch."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    bundle = next(b for b in IXI_BUNDLES if b.name == "ipa_medgan")
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / c) for c in ("train.json", "quick.json", "ixi.json")])
+    parser.update({"bundle_root": str(bundle)})
+    entry = parser.get_parsed_content("train#datalist")[0]
+    sample = parser.get_parsed_content("train#preprocessing")(dict(entry))
+    assert sample["image"].shape == (1, 128, 128)
+    # load ... percentile scaling, before the padding
+    unpadded = Compose(parser.get_parsed_content("load")[:4])(dict(entry))["image"]
+    assert max(unpadded.shape[1:]) <= 128  # padded only, nothing cropped or resized
+    assert torch.isclose(torch.as_tensor(sample["image"]).sum(), torch.as_tensor(unpadded).sum())
+    hole = sample["mask"] > 0
+    assert hole.any() and float(sample["masked_image"][hole].abs().max()) == 0.0
+    state = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+    # strict: the same architecture as the demo weights
+    parser.get_parsed_content("generator").load_state_dict(state)
+    masks = parser.get_parsed_content("validate#mask_transform")
+    preprocessing = parser.get_parsed_content("validate#preprocessing")
+    val_entry = parser.get_parsed_content("validate#datalist")[0]
+    draws = []
+    for _ in range(2):
+        masks.set_random_state(seed=parser.get_parsed_content("val_hole_seed"))
+        draws.append(preprocessing(dict(val_entry))["mask"])
+    assert torch.equal(torch.as_tensor(draws[0]), torch.as_tensor(draws[1]))
+
+
+@needs_ixi
+def test_shape_aware_ixi_keeps_pseudo_segment_holes_in_the_brain_and_fixes_the_validation_holes():
+    """shape_aware_mask_inpainting's ixi.json: slices and brain masks resized together to 128x128, pseudo-segment
+    holes clipped to the brain, the shipped weights load strictly, and validation holes are seeded per slice id."""
+    from monai.bundle import ConfigParser
+
+    bundle = next(b for b in IXI_BUNDLES if b.name == "shape_aware_mask_inpainting")
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / c) for c in ("train.json", "quick.json", "ixi.json")])
+    parser.update({"bundle_root": str(bundle)})
+    entry = parser.get_parsed_content("train#datalist")[0]
+    sample = parser.get_parsed_content("train#preprocessing")(dict(entry))
+    assert sample["image"].shape == sample["brain"].shape == sample["mask"].shape == (1, 128, 128)
+    hole, brain = sample["mask"] > 0, sample["brain"] > 0
+    assert hole.any() and not (hole & ~brain).any()
+    state = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+    parser.get_parsed_content("network").load_state_dict(state)  # strict: the demo architecture
+    preprocessing = parser.get_parsed_content("validate#preprocessing")
+    first, second = parser.get_parsed_content("validate#datalist")[:2]
+    a, b = (torch.as_tensor(preprocessing(dict(first))["mask"]) for _ in range(2))
+    other = preprocessing(dict(second))
+    assert torch.equal(a, b) and a.any() and not torch.equal(a, torch.as_tensor(other["mask"]))
+    assert not ((torch.as_tensor(other["mask"]) > 0) & ~(torch.as_tensor(other["brain"]) > 0)).any()

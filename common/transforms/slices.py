@@ -1,16 +1,17 @@
-"""Reading 2D slices the way real data arrives."""
+"""Reading 2D slices the way real data arrives, and putting them on the grid a model was trained on."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+import torch
+from monai.transforms import DivisiblePad, MapTransform, Orientation, Spacing, SpatialPad
 
-__all__ = ["DropTrailingSingletond"]
+__all__ = ["DropTrailingSingletond", "RestrictToRegiond", "ToModelGridd"]
 
 
 class DropTrailingSingletond(MapTransform):
@@ -42,4 +43,89 @@ class DropTrailingSingletond(MapTransform):
                     f"{tuple(image.shape)}; slice volumes before a 2D model."
                 )
             d[key] = image
+        return d
+
+
+class ToModelGridd(MapTransform):
+    """Reorient and resample images (``keys``) and hole masks (``mask_keys``) onto the grid a model was trained on.
+
+    A 2-D model trained on 2 mm RAS slices sees 2 mm RAS slices, whatever the user's scan: the axes are reordered
+    and flipped to ``axcodes`` (MONAI ``Orientation``), the pixels resampled to ``spacing`` (``Spacing``,
+    bilinear), then zero-padded to at least ``min_size`` and to a multiple of ``divisible`` (for networks with
+    a fixed input or pooling depth). A mask is resampled bilinearly and every pixel it touches is hole, so the hole
+    on the model grid covers the user's hole entirely. MONAI keeps the affine of every step, so
+    ``ResampleToMatchd(keys="pred", key_dst=<the original image>)`` maps the output back exactly (see
+    ``CompositeToInputd``). ``spacing=None`` keeps the input's spacing (orientation and padding only).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        mask_keys: KeysCollection = (),
+        spacing: Sequence[float] | None = (2.0, 2.0),
+        axcodes: str = "RA",
+        min_size: Sequence[int] | int | None = None,
+        divisible: int = 1,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        self.mask_keys = (mask_keys,) if isinstance(mask_keys, str) else tuple(mask_keys)
+        image_keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        super().__init__(image_keys + self.mask_keys, allow_missing_keys)
+        if spacing is not None and (len(spacing) != len(axcodes) or min(spacing) <= 0):
+            raise ValueError(f"spacing {spacing} must give one positive value per axis of {axcodes!r}")
+        self.orientation = Orientation(axcodes=axcodes, labels=(("L", "R"), ("P", "A"), ("I", "S")))
+        self.spacing = None if spacing is None else Spacing(pixdim=tuple(float(s) for s in spacing), mode="bilinear")
+        self.pad = SpatialPad(min_size, mode="constant") if min_size is not None else None
+        self.divisible = DivisiblePad(divisible, mode="constant") if divisible > 1 else None
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            image = d[key]
+            if not isinstance(image, MetaTensor):
+                raise ValueError(f"{key}: the model grid needs the image's affine (a MetaTensor from LoadImaged)")
+            image = self.orientation(image)
+            if self.spacing is not None:
+                image = self.spacing(image.float())
+            if key in self.mask_keys:
+                image = MetaTensor((image > 1e-3).to(torch.float32), meta=image.meta)
+            for pad in (self.pad, self.divisible):
+                image = pad(image) if pad is not None else image
+            d[key] = image
+        return d
+
+
+class RestrictToRegiond(MapTransform):
+    """Set the pixels of ``keys`` outside ``region_key`` (e.g. the brain mask) to ``outside_value``, as the model
+    saw them in training (skull-stripped slices); without a region in the data (``allow_missing_region``) the
+    image passes unchanged. The region must be on the image's grid."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        region_key: str = "brain",
+        outside_value: float = 0.0,
+        allow_missing_region: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.region_key, self.outside_value = region_key, float(outside_value)
+        self.allow_missing_region = allow_missing_region
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        d = dict(data)
+        if d.get(self.region_key) is None:
+            if self.allow_missing_region:
+                return d
+            raise KeyError(f"no {self.region_key!r} mask in the data to restrict the image to")
+        region = torch.as_tensor(d[self.region_key]) != 0
+        for key in self.key_iterator(d):
+            if tuple(region.shape[1:]) != tuple(d[key].shape[1:]):
+                raise ValueError(
+                    f"the {self.region_key!r} mask has shape {tuple(region.shape)}, {key!r} {tuple(d[key].shape)}: "
+                    "it must be on the image's grid"
+                )
+            if not region.any():
+                raise ValueError(f"the {self.region_key!r} mask is empty")
+            d[key] = torch.where(region, d[key], torch.as_tensor(self.outside_value, dtype=d[key].dtype))
         return d

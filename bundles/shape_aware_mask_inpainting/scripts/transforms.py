@@ -4,6 +4,7 @@ and back, mask checks."""
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor, load_decathlon_datalist
-from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform, Resized, SqueezeDim
+from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform, Resized, SqueezeDim, Transform
 
 from common.transforms import CannyEdged, load_mask_bank, write_mask_bank
 
@@ -22,6 +23,7 @@ __all__ = [
     "Ensure2Dd",
     "LoadSliced",
     "RestoreIntensityd",
+    "SeededPerIdd",
     "UnitIntensityd",
     "ensure_mask_bank",
     "lesion_slice_datalist",
@@ -143,6 +145,26 @@ class LoadSliced(MapTransform):
         for step in self.steps:
             d = step(d)
         return d
+
+
+class SeededPerIdd(Transform):
+    """Run a random transform (e.g. :class:`common.transforms.PseudoSegmentMaskd`) with its random state seeded
+    from ``seed`` and the record's ``id_key``, so it draws the same result for an image every time.
+
+    Used for validation holes drawn from the training mask family (``configs/ixi.json``): the same holes every
+    epoch, and, being deterministic (not ``Randomizable``), cached once by a ``CacheDataset``.
+    """
+
+    def __init__(self, transform: Any, id_key: str = "id", seed: int = 0) -> None:
+        if not hasattr(transform, "set_random_state"):
+            raise TypeError(f"{type(transform).__name__} has no set_random_state: nothing to seed")
+        self.transform, self.id_key, self.seed = transform, id_key, int(seed)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        if self.id_key not in data:
+            raise KeyError(f"each record needs an {self.id_key!r} to seed its draw")
+        self.transform.set_random_state(seed=zlib.crc32(f"{self.seed}:{data[self.id_key]}".encode()))
+        return self.transform(data)
 
 
 class CheckInpaintingInputd(MapTransform):
