@@ -1,6 +1,7 @@
 """Bad input gives a clear error naming the file, or a correct answer, never a silent wrong one (issue #16).
 
-One parametrised matrix: the five bundles x the bad-input cases. Each case runs the bundle's own inference
+One parametrised matrix: the bundles' inference routes (the five inference.json, and the "fill my own hole"
+routes: inference.json + fill.json) x the bad-input cases. Each case runs the route's own inference
 preprocessing (the configs' ``preprocessing``, in process) on files written here and asserts the exception type
 and the words of its message; cases that do not error run the inference and check the answer.
 ``python tests/test_bad_input.py`` writes docs/robustness.md from the same parameter list.
@@ -22,14 +23,22 @@ from harness import REPO  # noqa: E402
 BUNDLES = REPO / "bundles"
 DOC = REPO / "docs" / "robustness.md"
 
-# bundle -> (spatial dims, mask key or None, extra config merged for the mask cases)
+# route -> (spatial dims, mask key or None, extra config merged for the mask cases, extra config always merged);
+# a route is a bundle's inference.json, or "<bundle> + <config>" for inference.json + that config
 LAYOUT = {
-    "autoinpainting_tumor_segmentation": (2, "brain", None),
-    "blind_lesion_inpainting_3d": (3, "label", "inference_nonblind.json"),
-    "ipa_medgan": (2, None, None),
-    "mask_optimized_object_removal": (2, "hint", None),
-    "shape_aware_mask_inpainting": (2, "mask", None),
+    "autoinpainting_tumor_segmentation": (2, "brain", None, None),
+    "autoinpainting_tumor_segmentation + fill.json": (2, "mask", None, "fill.json"),
+    "blind_lesion_inpainting_3d": (3, "label", "inference_nonblind.json", None),
+    "ipa_medgan": (2, None, None, None),
+    "ipa_medgan + fill.json": (2, "mask", None, "fill.json"),
+    "mask_optimized_object_removal": (2, "hint", None, None),
+    "shape_aware_mask_inpainting": (2, "mask", None, None),
 }
+
+
+def bundle_of(route: str) -> str:
+    return route.split(" + ")[0]
+
 CASES = (
     "wrong dimensionality",
     "wrong channel count",
@@ -43,12 +52,12 @@ CASES = (
     "truncated file",
 )
 MASK_CASES = {"empty mask", "all-ones mask", "geometry mismatch"}
-NO_MASK = "n/a: the bundle takes no mask from the user (its holes come from its own fixed mask bank)"
+NO_MASK = "n/a: this route takes no mask from the user (blind inpainting; the bundle's fill.json route takes one)"
 
 # (bundle, case) -> expected outcome: (exception type, words of the message) or a string: what happens instead
 _2D_DIMS = (ValueError, "expected a 2D channel-first image (C, H, W)")
 EXPECTED: dict[tuple[str, str], tuple[type, str] | str] = {}
-for _bundle, (_dims, _mask, _) in LAYOUT.items():
+for _bundle, (_dims, _mask, _, _) in LAYOUT.items():
     for _case in CASES:
         if _case in MASK_CASES and _mask is None:
             EXPECTED[_bundle, _case] = NO_MASK
@@ -125,7 +134,7 @@ def _mask(dims: int, value: float | None = None) -> np.ndarray:
 
 def make_entry(bundle: str, case: str, folder: Path) -> dict:
     """The datalist entry of ``case`` for ``bundle``, its files written in ``folder``."""
-    dims, mask_key, _ = LAYOUT[bundle]
+    dims, mask_key, _, _ = LAYOUT[bundle]
     image = _image(dims)
     spacing = 1.0
     if case == "wrong dimensionality":
@@ -160,16 +169,17 @@ def make_entry(bundle: str, case: str, folder: Path) -> dict:
 
 
 def preprocessing(bundle: str, case: str):
-    """The bundle's inference ``preprocessing`` (merged with the non-blind config for the 3-D mask cases)."""
+    """The route's inference ``preprocessing`` (merged with the non-blind config for the 3-D mask cases)."""
     from monai.bundle import ConfigParser
 
-    configs = [BUNDLES / bundle / "configs" / "inference.json"]
-    extra = LAYOUT[bundle][2]
-    if extra and case in MASK_CASES:
-        configs.append(BUNDLES / bundle / "configs" / extra)
+    folder = BUNDLES / bundle_of(bundle) / "configs"
+    _, _, mask_extra, extra = LAYOUT[bundle]
+    configs = [folder / "inference.json"] + ([folder / extra] if extra else [])
+    if mask_extra and case in MASK_CASES:
+        configs.append(folder / mask_extra)
     parser = ConfigParser()
     parser.read_config([str(c) for c in configs])
-    parser.update({"bundle_root": str(BUNDLES / bundle)})
+    parser.update({"bundle_root": str(BUNDLES / bundle_of(bundle))})
     return parser.get_parsed_content("preprocessing")
 
 
@@ -225,9 +235,8 @@ def test_advised_options_are_config_ids(bundle):
     """Every option an error message advises (``resample_mask_to_image``) is a config id of the bundle."""
     import json
 
-    configs = [BUNDLES / bundle / "configs" / "inference.json"]
-    if LAYOUT[bundle][2]:
-        configs.append(BUNDLES / bundle / "configs" / LAYOUT[bundle][2])
+    folder = BUNDLES / bundle_of(bundle) / "configs"
+    configs = [folder / "inference.json"] + [folder / c for c in LAYOUT[bundle][2:] if c]
     ids = set().union(*(json.loads(c.read_text()) for c in configs))
     assert "resample_mask_to_image" in ids
     if bundle == "blind_lesion_inpainting_3d":
@@ -257,7 +266,7 @@ def robustness_markdown() -> str:
         "(do not edit by hand; `test_robustness_doc_is_current` fails when it is stale). Each row is a test:",
         "the exception the bundle's inference preprocessing raises and words of its message, or what happens.",
         "",
-        "| bundle | case | outcome |",
+        "| bundle (route) | case | outcome |",
         "| --- | --- | --- |",
     ]
     for bundle, case in PARAMS:
