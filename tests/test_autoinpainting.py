@@ -139,6 +139,41 @@ def test_residual_volume_scales_both_with_the_input_range():
         autoinpainting.residual_volume(images, inpainted[..., :1])
 
 
+def test_search_in_mm_gives_the_papers_pixels_at_its_spacing_and_scales_with_the_slice():
+    """At the paper's 0.976 mm pixels the mm search is exactly its 27 px / 15 px / 6 px / 7-15 px; at 2 mm the
+    circles cover the same millimetres (13.18 px radius, 7 px step, odd dilation widths 3, 5, 7)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    search = parser.get_parsed_content("search")
+    paper = autoinpainting.search_in_pixels(0.976, **search)
+    assert paper["radius"] == pytest.approx(27) and paper["step"] == 15
+    assert paper["min_tumour_radius"] == pytest.approx(6) and paper["dilation_widths"] == [7, 9, 11, 13, 15]
+    brain = autoinpainting.search_in_pixels(2.0, **search)
+    assert brain["radius"] == pytest.approx(26.352 / 2) and brain["step"] == 7
+    assert brain["dilation_widths"] == [3, 5, 7] and brain["top_k"] == 3
+    with pytest.raises(ValueError, match="positive"):
+        autoinpainting.search_in_pixels(0.0, **search)
+
+
+def test_inferer_in_mm_reads_the_spacing_from_each_slice(scene):
+    """The same scene stored at 2 mm pixels with a 24 mm radius finds the same tumour as 12 px circles; a slice
+    with anisotropic pixels or without an affine (and no spacing_mm) is refused."""
+    healthy, image, tumour, ooi = scene
+    plain = torch.cat([image, ooi[None]])[None]
+    pixels = autoinpainting.AutoInpaintingInferer(threshold=0.1, radius=12, step=6)(plain, Oracle(healthy))
+    inferer = autoinpainting.AutoInpaintingInferer(threshold=0.1, radius_mm=24.0, step_mm=12.0,
+                                                   min_tumour_radius_mm=12.0, dilation_widths_mm=[14, 18, 22, 26, 30])
+    at_2mm = inferer(MetaTensor(plain, affine=torch.diag(torch.tensor([2.0, 2.0, 1.0, 1.0]))), Oracle(healthy))
+    assert torch.equal(at_2mm.as_tensor(), pixels)
+    assert inferer.searcher(MetaTensor(plain, affine=torch.diag(torch.tensor([2.0, 2.0, 1.0, 1.0]))), 0).radius == 12
+    with pytest.raises(ValueError, match="anisotropic"):
+        inferer(MetaTensor(plain, affine=torch.diag(torch.tensor([2.0, 1.0, 1.0, 1.0]))), Oracle(healthy))
+    with pytest.raises(ValueError, match="no affine"):
+        inferer(plain, Oracle(healthy))
+
+
 def test_inferer_outputs_segmentation_residual_inpainted_with_metadata(scene):
     """The OOI travels as the last input channel (what MONAI Label passes): it is split off and limits the search."""
     healthy, image, tumour, ooi = scene
@@ -239,7 +274,7 @@ def test_evaluate_reports_every_metric_from_the_checkpoint_without_the_training_
         ["run", "evaluating", "--config_file", configs, "--bundle_root", str(BUNDLE)]
         + ["--output_dir", str(out), "--checkpoint", str(BUNDLE / "models" / "model.pt")]
         + ["--loss_weights#perceptual", "0.2", "--pretrained", "True", "--vgg_weights_path", missing_vgg]
-        + ["--validate#dataset#data", "$@validate#datalist[:1]", "--search#step", "60"]
+        + ["--validate#dataset#data", "$@validate#datalist[:1]", "--search#step_mm", "51"]
         + ["--segmentation_datalist", "$@scripts.evaluation.tumour_slices(@datalist_file, ['test'])[:1]"],
         cwd=tmp_path,
     )
@@ -248,3 +283,42 @@ def test_evaluate_reports_every_metric_from_the_checkpoint_without_the_training_
     report = json.loads((out / "segmentation_GconvLap.json").read_text(encoding="utf-8"))
     assert set(report["mean"]) == {"dice", "precision", "recall", "dice_best"}
     assert not [p for p in tmp_path.rglob("*") if p.name in ("models", "tensorboard")]
+
+
+def test_inference_searches_on_the_model_grid_whatever_the_slice_orientation(tmp_path):
+    """A sample tumour slice and the same slice stored LAS (first axis reversed, same world positions): the
+    segmentation, residual and inpainted image come back on each input's own grid and agree voxel for voxel
+    at the same world positions (the search runs on the model grid, RAS, in both cases)."""
+    import nibabel as nib
+    from harness import run_inference_in_process
+
+    import common.data
+
+    root = Path(common.data.ensure_sample_data(str(common.data.dataset_dir())))
+    entry = next(e for e in json.loads((root / "datalist_2d.json").read_text(encoding="utf-8"))["test"]
+                 if e["tumour_pixels"] > 0)
+    entries = []
+    for flip in (False, True):
+        folder = tmp_path / ("las" if flip else "ras")
+        folder.mkdir()
+        item = {}
+        for key, source in (("image", entry["image_tumour"]), ("brain", entry["brain"])):
+            image = nib.load(str(root / source))
+            data, affine = np.asarray(image.dataobj), image.affine.copy()
+            if flip:
+                affine[:, 0] = -image.affine[:, 0]
+                affine[:3, 3] = image.affine[:3, 3] + image.affine[:3, 0] * (data.shape[0] - 1)
+                data = data[::-1].copy()
+            nib.save(nib.Nifti1Image(data, affine), str(folder / f"{key}.nii.gz"))
+            item[key] = str(folder / f"{key}.nii.gz")
+        entries.append(item)
+    outputs = {}
+    for name, item in zip(("ras", "las"), entries):
+        run_inference_in_process(BUNDLE, tmp_path / f"out_{name}", [item])
+        for kind in ("pred", "residual", "inpainted"):
+            written = nib.load(str(next((tmp_path / f"out_{name}").rglob(f"*_{kind}.nii.gz"))))
+            np.testing.assert_allclose(written.affine, nib.load(item["image"]).affine, atol=1e-4)
+            outputs[name, kind] = np.asarray(written.dataobj, np.float32)
+    assert outputs["ras", "pred"].any(), "nothing segmented: the comparison would be empty"
+    for kind in ("pred", "residual", "inpainted"):
+        np.testing.assert_allclose(outputs["las", kind][::-1], outputs["ras", kind], atol=1e-4, err_msg=kind)

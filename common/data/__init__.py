@@ -35,11 +35,13 @@ __all__ = [
     "T1Subject",
     "build_ixi_data",
     "build_ixi_mni",
+    "build_ixi_tumour_data",
     "build_sample_data",
     "dataset_dir",
     "default_root",
     "ensure_sample_data",
     "find_subjects",
+    "ixi_tumour_dir",
     "load_ixi_datalist",
     "load_datalist",
     "load_template",
@@ -49,3 +51,13 @@ __all__ = [
     "split_subjects",
     "write_overview",
 ]
+
+
+def __getattr__(name: str):
+    """``build_ixi_tumour_data`` / ``ixi_tumour_dir`` load on first use, so that
+    ``python -m common.data.ixi_tumours`` does not import its own module twice."""
+    if name in ("build_ixi_tumour_data", "ixi_tumour_dir"):
+        from . import ixi_tumours
+
+        return getattr(ixi_tumours, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

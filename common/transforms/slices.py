@@ -53,7 +53,8 @@ class ToModelGridd(MapTransform):
     and flipped to ``axcodes`` (MONAI ``Orientation``), the pixels resampled to ``spacing`` (``Spacing``,
     bilinear), then zero-padded to at least ``min_size`` and to a multiple of ``divisible`` (for networks with
     a fixed input or pooling depth). A mask is resampled bilinearly and every pixel it touches is hole, so the hole
-    on the model grid covers the user's hole entirely. MONAI keeps the affine of every step, so
+    on the model grid covers the user's hole entirely; a label map (``label_keys``, e.g. the organ of interest) is
+    resampled nearest-neighbour. MONAI keeps the affine of every step, so
     ``ResampleToMatchd(keys="pred", key_dst=<the original image>)`` maps the output back exactly (see
     ``CompositeToInputd``). ``spacing=None`` keeps the input's spacing (orientation and padding only).
     """
@@ -62,6 +63,7 @@ class ToModelGridd(MapTransform):
         self,
         keys: KeysCollection,
         mask_keys: KeysCollection = (),
+        label_keys: KeysCollection = (),
         spacing: Sequence[float] | None = (2.0, 2.0),
         axcodes: str = "RA",
         min_size: Sequence[int] | int | None = None,
@@ -69,8 +71,9 @@ class ToModelGridd(MapTransform):
         allow_missing_keys: bool = False,
     ) -> None:
         self.mask_keys = (mask_keys,) if isinstance(mask_keys, str) else tuple(mask_keys)
+        self.label_keys = (label_keys,) if isinstance(label_keys, str) else tuple(label_keys)
         image_keys = (keys,) if isinstance(keys, str) else tuple(keys)
-        super().__init__(image_keys + self.mask_keys, allow_missing_keys)
+        super().__init__(image_keys + self.mask_keys + self.label_keys, allow_missing_keys)
         if spacing is not None and (len(spacing) != len(axcodes) or min(spacing) <= 0):
             raise ValueError(f"spacing {spacing} must give one positive value per axis of {axcodes!r}")
         self.orientation = Orientation(axcodes=axcodes, labels=(("L", "R"), ("P", "A"), ("I", "S")))
@@ -86,7 +89,7 @@ class ToModelGridd(MapTransform):
                 raise ValueError(f"{key}: the model grid needs the image's affine (a MetaTensor from LoadImaged)")
             image = self.orientation(image)
             if self.spacing is not None:
-                image = self.spacing(image.float())
+                image = self.spacing(image.float(), mode="nearest" if key in self.label_keys else "bilinear")
             if key in self.mask_keys:
                 image = MetaTensor((image > 1e-3).to(torch.float32), meta=image.meta)
             for pad in (self.pad, self.divisible):
@@ -97,8 +100,8 @@ class ToModelGridd(MapTransform):
 
 class RestrictToRegiond(MapTransform):
     """Set the pixels of ``keys`` outside ``region_key`` (e.g. the brain mask) to ``outside_value``, as the model
-    saw them in training (skull-stripped slices); without a region in the data (``allow_missing_region``) the
-    image passes unchanged. The region must be on the image's grid."""
+    saw them in training (skull-stripped slices); without a region in the data (``allow_missing_region``), or
+    with ``enabled`` False (a config switch), the image passes unchanged. The region must be on the image's grid."""
 
     def __init__(
         self,
@@ -106,14 +109,17 @@ class RestrictToRegiond(MapTransform):
         region_key: str = "brain",
         outside_value: float = 0.0,
         allow_missing_region: bool = True,
+        enabled: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.region_key, self.outside_value = region_key, float(outside_value)
-        self.allow_missing_region = allow_missing_region
+        self.allow_missing_region, self.enabled = allow_missing_region, bool(enabled)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
+        if not self.enabled:
+            return d
         if d.get(self.region_key) is None:
             if self.allow_missing_region:
                 return d

@@ -18,6 +18,11 @@ Per 2D slice (:meth:`AutoInpainter.inpaint_slice`):
    largest 8-connected component is smaller than a disc of ``min_tumour_radius`` (6 px, area pi r^2), the
    slice is returned unchanged (inpainted = input, residual 0, empty mask).
 
+Sizes in millimetres: the paper's numbers are pixels of its 0.976 mm CT slices (:data:`PAPER_PIXEL_MM`); the
+configs give them in mm (``radius_mm`` 26.352 = 27 px x 0.976 mm, ...) and :func:`search_in_pixels` turns them
+into pixels of the slice at hand (:class:`AutoInpaintingInferer` reads the spacing from the slice's affine), so a
+2 mm brain slice is searched with 13.2 px circles, not 27 px ones.
+
 Inpainted images are composites (network output inside the hole, the input elsewhere), so residuals are zero
 outside the chosen mask. Volumes (:func:`residual_volume`): the stacked slices of a subject and their
 inpaintings are both scaled to [0, 1] with the *input* volume's minimum and maximum (one affine map, so
@@ -54,10 +59,65 @@ __all__ = [
     "AutoInpainter",
     "AutoInpaintingInferer",
     "SliceResult",
+    "PAPER_PIXEL_MM",
     "SplitInfererOutputd",
+    "pixel_spacing",
     "residual_volume",
+    "search_in_pixels",
     "segment_residual",
 ]
+
+#: pixel spacing (mm) of the paper's CT slices (NSCLC, 0.976 x 0.976 mm at 512 x 512), where its 27 px radius,
+#: 15 px step, 6 px minimum tumour radius and 7-15 px dilation squares were set
+PAPER_PIXEL_MM = 0.976
+
+
+def search_in_pixels(
+    spacing_mm: float,
+    radius_mm: float = 27 * PAPER_PIXEL_MM,
+    step_mm: float = 15 * PAPER_PIXEL_MM,
+    min_tumour_radius_mm: float = 6 * PAPER_PIXEL_MM,
+    dilation_widths_mm: Sequence[float] = tuple(w * PAPER_PIXEL_MM for w in (7, 9, 11, 13, 15)),
+    crop_size_mm: float | None = None,
+    **others,
+) -> dict:
+    """:class:`AutoInpainter` arguments in pixels of ``spacing_mm`` from a search given in millimetres.
+
+    Radii stay fractional; the step is rounded (at least 1 px); each dilation width becomes the nearest odd
+    number of pixels (at least 1), repeats dropped, so at 0.976 mm the paper's pixels come back exactly.
+    ``others`` (top_k, growth_tolerance, component_threshold, batch_size, fill_value) pass unchanged."""
+    if spacing_mm <= 0:
+        raise ValueError(f"pixel spacing must be positive, got {spacing_mm} mm")
+    widths: list[int] = []
+    for width in dilation_widths_mm:
+        odd = max(1, 2 * int(round((width / spacing_mm - 1) / 2)) + 1)
+        if odd not in widths:
+            widths.append(odd)
+    crop = None if crop_size_mm is None else int(round(crop_size_mm / spacing_mm))
+    return {
+        "radius": radius_mm / spacing_mm,
+        "step": max(1, int(round(step_mm / spacing_mm))),
+        "min_tumour_radius": min_tumour_radius_mm / spacing_mm,
+        "dilation_widths": widths,
+        "crop_size": crop,
+        **others,
+    }
+
+
+def pixel_spacing(image, index: int = 0) -> float | None:
+    """In-plane pixel spacing (mm, the mean of the first two axes) of a MetaTensor (item ``index`` of a
+    batch); None for a plain tensor. Raises when the two axes differ by more than 1 % (resample first)."""
+    if not isinstance(image, MetaTensor):
+        return None
+    affine = torch.as_tensor(image.affine, dtype=torch.float64)
+    affine = affine[index] if affine.dim() == 3 else affine
+    sizes = torch.linalg.norm(affine[:3, :2], dim=0)
+    if abs(float(sizes[0] - sizes[1])) > 0.01 * float(sizes.max()):
+        raise ValueError(
+            f"anisotropic pixels ({sizes[0]:.3f} x {sizes[1]:.3f} mm): the circles need square pixels; "
+            "resample the slice (the bundle's model_grid does)"
+        )
+    return float(sizes.mean())
 
 
 @dataclass
@@ -276,7 +336,10 @@ class AutoInpaintingInferer(Inferer):
     before the search. Carrying the OOI inside ``inputs`` is what lets MONAI Label, which calls
     ``inferer(data["image"][None], network)`` with nothing else, run the same search as the bundle's evaluator.
 
-    Each slice is its own "volume" (:func:`residual_volume`). Returns ``(B, 2 + C, H, W)``: channel 0 the
+    Each slice is its own "volume" (:func:`residual_volume`). With the search in millimetres (``radius_mm``,
+    ``step_mm``, ... as :func:`search_in_pixels` takes them) the pixel sizes come from each slice's affine
+    (``spacing_mm`` for plain tensors); with pixel arguments (``radius``, ``step``, ...) they are used as given.
+    Returns ``(B, 2 + C, H, W)``: channel 0 the
     segmentation ``residual > threshold``, channel 1 the residual, then the inpainted image; the metadata of
     ``inputs`` (affine, file name) are kept so ``SaveImaged`` writes in the input's geometry.
 
@@ -285,10 +348,26 @@ class AutoInpaintingInferer(Inferer):
         **kwargs: :class:`AutoInpainter` arguments.
     """
 
-    def __init__(self, threshold: float = 0.1, **kwargs) -> None:
+    def __init__(self, threshold: float = 0.1, spacing_mm: float | None = None, **kwargs) -> None:
         super().__init__()
-        self.threshold = float(threshold)
-        self.search = AutoInpainter(**kwargs)
+        self.threshold, self.spacing_mm = float(threshold), spacing_mm
+        self.search_mm = dict(kwargs) if any(k.endswith("_mm") for k in kwargs) else None
+        self.search = None if self.search_mm is not None else AutoInpainter(**kwargs)
+        self._searches: dict[float, AutoInpainter] = {}
+
+    def searcher(self, inputs: torch.Tensor, index: int) -> AutoInpainter:
+        """The search for item ``index`` of ``inputs``: in pixels of its spacing when given in mm."""
+        if self.search_mm is None:
+            return self.search
+        spacing = pixel_spacing(inputs, index) or self.spacing_mm
+        if spacing is None:
+            raise ValueError(
+                "the search is in mm but the input has no affine: pass a MetaTensor (LoadImaged) or spacing_mm"
+            )
+        key = round(spacing, 4)
+        if key not in self._searches:
+            self._searches[key] = AutoInpainter(**search_in_pixels(spacing, **self.search_mm))
+        return self._searches[key]
 
     def __call__(self, inputs: torch.Tensor, network) -> torch.Tensor:
         _check_image(inputs, "inputs", 4)
@@ -310,7 +389,7 @@ class AutoInpaintingInferer(Inferer):
                 empty = torch.zeros_like(image[:1])
                 outputs.append(torch.cat([empty, empty, image]))
                 continue
-            result = self.search.inpaint_slice(network, image, region)
+            result = self.searcher(inputs, index).inpaint_slice(network, image, region)
             residual = residual_volume(image, result.inpainted)
             outputs.append(
                 torch.cat([segment_residual(residual, self.threshold), residual, result.inpainted])

@@ -23,7 +23,7 @@ from monai.transforms import Compose, EnsureChannelFirst, LoadImage
 
 from common.metrics import BestThresholdDiceMetric, BinaryOverlapMetric
 
-from .autoinpainting import AutoInpainter, residual_volume
+from .autoinpainting import AutoInpainter, pixel_spacing, residual_volume, search_in_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def tumour_slices(
 
 def load_tumour_cases(datalist: Sequence[dict], load: Sequence) -> dict[str, list[dict]]:
     """{subject: [slices sorted by z]} of the :func:`tumour_slices` entries, each ``{"image", "label", "ooi",
-    "z"}``, the image preprocessed by the bundle's ``load`` transforms (key ``image``), tumour label and
+    "z", "spacing"}`` (``spacing``: the in-plane pixel size in mm, None without an affine), the image preprocessed by the bundle's ``load`` transforms (key ``image``), tumour label and
     organ-of-interest mask as (1, H, W) binary tensors."""
     preprocess = Compose(list(load))
     subjects: dict[str, list[dict]] = defaultdict(list)
@@ -72,6 +72,7 @@ def load_tumour_cases(datalist: Sequence[dict], load: Sequence) -> dict[str, lis
         subject = Path(str(entry["subject"])).name
         subjects[subject].append(
             {
+                "spacing": pixel_spacing(image),
                 "image": image.as_tensor() if hasattr(image, "as_tensor") else image,
                 "label": _read_mask(entry["label"]),
                 "ooi": _read_mask(entry["ooi"]),
@@ -214,13 +215,22 @@ def evaluate_segmentation(
 ) -> dict:
     """Autoinpainting segmentation of every tumour slice of ``datalist``; writes the report and figures."""
     network.eval()
-    searcher = AutoInpainter(**search)
+    subjects = load_tumour_cases(datalist, load)
+    if any(k.endswith("_mm") for k in search):
+        spacings = {round(c["spacing"], 3) for cases in subjects.values() for c in cases if c["spacing"]}
+        if len(spacings) != 1:
+            raise ValueError(
+                f"the search is in mm, so every slice needs one pixel spacing; found {sorted(spacings) or 'none'} "
+                "(resample the slices to one grid first)"
+            )
+        searcher = AutoInpainter(**search_in_pixels(spacings.pop(), **search))
+    else:
+        searcher = AutoInpainter(**search)
 
     def predict(image, ooi):
         result = searcher.inpaint_slice(network, image.to(device), ooi.to(device))
         return result.inpainted, result
 
-    subjects = load_tumour_cases(datalist, load)
     with torch.no_grad():
         result = segment_subjects(predict, subjects, threshold, best_threshold_range)
     return write_report(result, subjects, output_dir, model_name, threshold, {"search": dict(search)})
