@@ -145,19 +145,39 @@ def test_fill_route_answer_does_not_depend_on_the_slice_orientation(name, tmp_pa
 
 
 @pytest.mark.parametrize("name", MODEL_GRID_BUNDLES)
-def test_fill_route_shows_the_model_its_training_grid(name, tmp_path):
-    """Whatever the input's spacing (here 0.9 x 1.1 mm, stored LAS), the network input is on the grid recorded in
-    metadata.json (spacing, RAS axes): the field of view is kept (96 x 0.9 mm -> 43-44 pixels of 2 mm)."""
+def test_every_route_uses_the_grid_its_weights_were_trained_on(name):
+    """metadata.json ``model_grids`` records the grid of each shipped weights file; every route that loads one
+    puts slices on that grid (config id ``model_grid``)."""
     import json
 
     from monai.bundle import ConfigParser
 
     bundle = REPO / "bundles" / name
-    grid = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))["model_grid"]
+    grids = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))["model_grids"]
+    checked = 0
+    for weights, grid in ((k, v) for k, v in grids.items() if not k.startswith("_")):
+        assert (bundle / weights).is_file(), weights
+        for route in grid["routes"]:
+            parser = ConfigParser()
+            parser.read_config([str(bundle / c.strip()) for c in route.split("+")])
+            parser.update({"bundle_root": str(bundle)})
+            assert Path(parser.get_parsed_content("checkpoint")).name == Path(weights).name, route
+            assert parser.get_parsed_content("model_grid") == {"spacing": grid["spacing"], "axcodes": grid["axcodes"]}
+            checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("name", MODEL_GRID_BUNDLES)
+def test_fill_route_shows_the_model_its_training_grid(name, tmp_path):
+    """Whatever the input's spacing (here 0.9 x 1.1 mm, stored LAS), the network input is on the fill route's
+    model grid (spacing, RAS axes): the field of view is kept (96 x 0.9 mm -> 43-44 pixels of 2 mm)."""
+    from monai.bundle import ConfigParser
+
+    bundle = REPO / "bundles" / name
     parser = ConfigParser()
     parser.read_config([str(bundle / "configs" / "inference.json"), str(bundle / "configs" / "fill.json")])
     parser.update({"bundle_root": str(bundle)})
-    assert parser.get_parsed_content("model_grid") == {"spacing": grid["spacing"], "axcodes": grid["axcodes"]}
+    grid = parser.get_parsed_content("model_grid")
     image = write_image(tmp_path / "ramp.nii.gz", flip=True)
     mask = write_mask(tmp_path / "ramp_hole.nii.gz", flip=True)
     seen = parser.get_parsed_content("preprocessing")({"image": str(image), "mask": str(mask)})["image"]
