@@ -51,6 +51,25 @@ def scene():
     return healthy, image, tumour, ooi
 
 
+def test_circles_crossing_the_organ_edge_void_only_organ_pixels():
+    """A bright skull ring just outside a brain-disc OOI, healthy uniform brain, a faint tumour inside: an
+    inpainter that paints 'healthy brain' everywhere would turn any voided skull pixel into a huge residual. The
+    circles, the chosen mask and so the residual stay inside the OOI, and the tumour is what is found."""
+    brain = torch.from_numpy(disc((48, 48), 30))
+    skull = torch.from_numpy(disc((48, 48), 36)) - brain
+    tumour = torch.from_numpy(disc((40, 55), 7))[None]
+    healthy = 0.3 * brain[None] + 1.0 * skull[None]
+    image = healthy + 0.3 * tumour
+    result = autoinpainting.AutoInpainter(radius=12, step=6, min_tumour_radius=0).inpaint_slice(
+        Oracle(torch.full((1, SIZE, SIZE), 0.3)), image, brain
+    )
+    assert not (result.circles & ~brain.numpy().astype(bool)[None]).any()
+    assert not (result.mask[0].bool() & ~brain.bool()).any()
+    assert float(result.residual[0][skull.bool()].abs().max()) == 0.0
+    found = result.mask[0].bool()
+    assert (found & tumour[0].bool()).sum() >= 0.9 * tumour.sum()
+
+
 def test_oracle_inpainter_segments_the_tumour(scene):
     healthy, image, tumour, ooi = scene
     search = autoinpainting.AutoInpainter(radius=12, step=6, batch_size=16)

@@ -4,7 +4,9 @@ healthy images only.
 Per 2D slice (:meth:`AutoInpainter.inpaint_slice`):
 
 1. circles of ``radius`` (27 px) with centres on a ``step`` (15 px) grid inside the organ of interest (OOI)
-   (:func:`common.transforms.sliding_circle_masks`); each is inpainted, **in batches** of ``batch_size``
+   (:func:`common.transforms.sliding_circle_masks`), clipped to the OOI (ours: a disc crossing the OOI's edge
+   voids only OOI pixels, so the edge of the body, skull or chest wall is never "inpainted" and scored as a
+   tumour; the dilations of step 3 are clipped alike); each is inpainted, **in batches** of ``batch_size``
    circles per forward pass (``batch_size=1`` is the naive one-circle-per-pass loop, same outputs);
 2. score of a circle = sum of |input - inpainted| inside it (all channels); the ``top_k`` (3) best circles
    are united;
@@ -272,11 +274,13 @@ class AutoInpainter:
         if not region[:: self.step, :: self.step].any():
             return self._unchanged(image, empty, np.zeros((0, 2), int), np.zeros(0), -1)
         circles, centres = sliding_circle_masks(region, self.radius, self.step)
+        circles &= region[None]  # holes stay in the organ: skull, chest wall and background are never voided
         holes = torch.as_tensor(circles[:, None], device=image.device)
         scores = self.circle_scores(network, image, holes, centres)
         top = np.argsort(-scores, kind="stable")[: self.top_k]
         union = holes[top].amax(0, keepdim=True).to(image.dtype)
-        candidates = self.dilate(union)
+        inside = torch.as_tensor(region, device=image.device, dtype=image.dtype)
+        candidates = self.dilate(union) * inside
         candidate_images = self.inpaint(network, image, candidates)
         sums = (candidate_images - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
         chosen = self.choose(sums)
