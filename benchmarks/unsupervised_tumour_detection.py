@@ -58,7 +58,15 @@ DEFAULT_CHECKPOINT = BUNDLE / "models" / "model_ixi.pt"
 SEARCH_2MM = {"radius": 13, "step": 7, "min_tumour_radius": 3, "dilation_widths": [3, 5, 7]}
 PERCENTILES = np.arange(1, 100)
 QUICK_SLICES = 4  # --quick: the first subject, this many tumour slices around its largest + 2 without tumour
-METHODS = ("autoinpainting", "threshold (tuned)", "threshold (mean +/- 2 sd)", "trivial prior (OOI)")
+ADAPTED = "autoinpainting + per-scan adaptation"
+METHODS = (
+    "autoinpainting",
+    ADAPTED,
+    "threshold (tuned)",
+    "threshold |x - median| (tuned)",
+    "threshold (mean +/- 2 sd)",
+    "trivial prior (OOI)",
+)
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -86,8 +94,8 @@ def select_slices(entries: list[dict], quick: bool) -> list[dict]:
     return sorted(tumour[start : start + QUICK_SLICES] + healthy, key=lambda e: e["slice_z"])
 
 
-def run_autoinpainting(entries: list[dict], checkpoint: Path, overrides: dict, work_dir: Path):
-    """The bundle's evaluation route on ``entries``; returns ({subject: residual (H, W, Z)}, the route's
+def run_autoinpainting(entries: list[dict], checkpoint: Path, overrides: dict, work_dir: Path, adapt: bool = False):
+    """The bundle's evaluation route on ``entries`` (``adapt``: with its per-scan adaptation); returns ({subject: residual (H, W, Z)}, the route's
     summary, the search used, seconds)."""
     from monai.bundle import ConfigParser
 
@@ -97,6 +105,7 @@ def run_autoinpainting(entries: list[dict], checkpoint: Path, overrides: dict, w
     parser.read_config([str(BUNDLE / "configs" / c) for c in ("train.json", "quick.json", "evaluate.json")])
     parser.update({"bundle_root": str(BUNDLE), "output_dir": str(work_dir), "checkpoint": str(checkpoint)})
     parser["device"] = "$torch.device('cpu')"
+    parser["adaptation#enabled"] = adapt
     in_mm = any(str(k).endswith("_mm") for k in parser["search"])
     # a search still in pixels of the sample data's 0.85 mm: the 2 mm equivalents first (then user overrides)
     for key, value in (overrides if in_mm else SEARCH_2MM | overrides).items():
@@ -150,14 +159,15 @@ def score_maps(maps: list[np.ndarray], truth: np.ndarray, tumour_z: np.ndarray) 
     return float(per_slice), float(per_volume)
 
 
-def evaluate_subject(image, truth, ooi, residual, settings) -> dict[str, dict]:
+def evaluate_subject(image, truth, ooi, residuals: dict, settings) -> dict[str, dict]:
+    """Rows of every method on one subject; ``residuals``: {method: residual (H, W, Z)} of the bundle's runs."""
     tumour_z = np.flatnonzero(truth.any(axis=(0, 1)))
     rows: dict[str, dict] = {}
-    if residual is not None:
+    for method, residual in residuals.items():
         thresholds = np.arange(*settings["range"])
         default = score_maps([(residual > settings["threshold"]) & ooi], truth, tumour_z)
         best = score_maps([(residual > t) & ooi for t in thresholds], truth, tumour_z)
-        rows["autoinpainting"] = {"default": default, "best": best}
+        rows[method] = {"default": default, "best": best}
     values = image[ooi]
     levels = np.percentile(values, PERCENTILES)
     maps = [(image > t) & ooi for t in levels] + [(image < t) & ooi for t in levels]
@@ -165,6 +175,10 @@ def evaluate_subject(image, truth, ooi, residual, settings) -> dict[str, dict]:
     above = score_maps(maps[: len(levels)], truth, tumour_z)
     below = score_maps(maps[len(levels) :], truth, tumour_z)
     rows["threshold (tuned)"] = {"best": best, "direction": ">" if above[1] >= below[1] else "<"}
+    distance = np.abs(image - np.median(values))
+    rows["threshold |x - median| (tuned)"] = {
+        "best": score_maps([(distance > t) & ooi for t in np.percentile(distance[ooi], PERCENTILES)], truth, tumour_z)
+    }
     mean, sd = float(values.mean()), float(values.std())
     rows["threshold (mean +/- 2 sd)"] = {
         "default": score_maps([(np.abs(image - mean) > 2 * sd) & ooi], truth, tumour_z)
@@ -214,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-override", nargs="*", default=[], metavar="K=V",
                         help="evaluate.json search#K (Python literal); a search in pixels gets SEARCH_2MM first")  # fmt: skip
     parser.add_argument("--no-autoinpainting", action="store_true", help="the baselines only")
+    parser.add_argument("--adaptation", choices=("off", "on", "both"), default="both",
+                        help="the bundle's route without / with its per-scan adaptation (evaluate.json adaptation)")
     parser.add_argument("--out", default=str(REPO / "docs" / "results"), help="where the md / csv / png go")
     parser.add_argument(
         "--work-dir", default=None, help="the bundle route's output_dir (default: a temp dir)"
@@ -239,19 +255,18 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    residuals, images, settings, seconds, search = (
-        {},
-        {},
-        {"threshold": 0.1, "range": [0, 0.8, 0.02]},
-        None,
-        None,
-    )
+    runs: dict[str, dict] = {}  # method -> {subject: residual}
+    images, settings, search = {}, {"threshold": 0.1, "range": [0, 0.8, 0.02]}, None
+    seconds: dict[str, float] = {}
     if not args.no_autoinpainting:
         work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="unsup_tumour_"))
-        residuals, images, _, search, settings, seconds = run_autoinpainting(
-            entries, Path(args.checkpoint), overrides, work
-        )
-        print(f"autoinpainting: {seconds / len(entries):.2f} s/slice; search {search}", flush=True)
+        variants = {"off": [False], "on": [True], "both": [False, True]}[args.adaptation]
+        for adapt in variants:
+            method = ADAPTED if adapt else "autoinpainting"
+            runs[method], images, _, search, settings, seconds[method] = run_autoinpainting(
+                entries, Path(args.checkpoint), overrides, work / ("adapted" if adapt else "plain"), adapt
+            )
+            print(f"{method}: {seconds[method] / len(entries):.2f} s/slice; search {search}", flush=True)
 
     subjects = defaultdict(list)
     for e in entries:
@@ -262,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         image = _stack(rows, "image_tumour", folder)
         truth = _stack(rows, "label_tumour", folder) > 0
         ooi = _stack(rows, "brain", folder) > 0
-        residual = residuals.get(subject)
-        results[subject] = evaluate_subject(image, truth, ooi, residual, settings)
+        residual = runs.get("autoinpainting", runs.get(ADAPTED, {})).get(subject)
+        residuals = {method: by_subject[subject] for method, by_subject in runs.items()}
+        results[subject] = evaluate_subject(image, truth, ooi, residuals, settings)
         if panel_data is None:
             k = int(np.argmax(truth.sum(axis=(0, 1))))
             values = image[ooi]
@@ -281,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table_rows = []
     for method in METHODS:
-        if method == "autoinpainting" and args.no_autoinpainting:
+        if method.startswith("autoinpainting") and method not in runs:
             continue
         cells = []
         for variant, index in (("default", 0), ("best", 0), ("default", 1), ("best", 1)):
@@ -291,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not all(map(np.isnan, values))
                 else float("nan")
             )
-        per_slice = seconds / len(entries) if method == "autoinpainting" and seconds else None
+        per_slice = seconds[method] / len(entries) if method in seconds else None
         table_rows.append((method, cells, per_slice))
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -6,9 +6,9 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-import torch
 from monai.transforms import DivisiblePad, MapTransform, Orientation, Spacing, SpatialPad
 
 __all__ = ["DropTrailingSingletond", "RestrictToRegiond", "ToModelGridd"]

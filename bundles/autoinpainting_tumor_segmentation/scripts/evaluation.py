@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from monai.transforms import Compose, EnsureChannelFirst, LoadImage
 
 from common.metrics import BestThresholdDiceMetric, BinaryOverlapMetric
 
+from .adaptation import adapt_to_scan
 from .autoinpainting import AutoInpainter, pixel_spacing, residual_volume, search_in_pixels
 
 logger = logging.getLogger(__name__)
@@ -85,20 +87,23 @@ def load_tumour_cases(datalist: Sequence[dict], load: Sequence) -> dict[str, lis
 
 
 def segment_subjects(
-    predict: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, object]],
+    predict: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, object]] | None,
     subjects: dict[str, list[dict]],
     threshold: float,
     best_threshold_range: Sequence[float] = (0.0, 0.8, 0.02),
+    predictor_for: Callable[[str, list[dict]], Callable] | None = None,
 ) -> dict:
     """Run ``predict(image, ooi) -> (inpainted or reconstruction, details)`` on every slice and score the
-    residuals per subject. Returns per-subject metrics, their means and the per-slice outputs (for figures)."""
+    residuals per subject (``predictor_for(subject, cases)`` gives a subject its own ``predict``, e.g. a network
+    adapted to that scan). Returns per-subject metrics, their means and the per-slice outputs (for figures)."""
     metrics = {
         name: BinaryOverlapMetric(name, threshold=threshold) for name in ("dice", "precision", "recall")
     }
     best = BestThresholdDiceMetric(*best_threshold_range)
     per_subject, outputs = {}, {}
     for subject, cases in subjects.items():
-        predictions = [predict(c["image"], c["ooi"]) for c in cases]
+        predict_slice = predictor_for(subject, cases) if predictor_for is not None else predict
+        predictions = [predict_slice(c["image"], c["ooi"]) for c in cases]
         images = torch.stack([c["image"] for c in cases], -1)
         inpainted = torch.stack([p[0].cpu() for p in predictions], -1)
         labels = torch.stack([c["label"] for c in cases], -1)
@@ -212,8 +217,13 @@ def evaluate_segmentation(
     output_dir: str,
     model_name: str,
     device=None,
+    adaptation: Mapping | None = None,
 ) -> dict:
-    """Autoinpainting segmentation of every tumour slice of ``datalist``; writes the report and figures."""
+    """Autoinpainting segmentation of every tumour slice of ``datalist``; writes the report and figures.
+
+    ``adaptation`` (``enabled`` plus :func:`scripts.adaptation.adapt_to_scan` arguments): fine-tune a copy of
+    the network on each subject's own slices with random holes before its search; the report records the
+    seconds spent per subject."""
     network.eval()
     subjects = load_tumour_cases(datalist, load)
     if any(k.endswith("_mm") for k in search):
@@ -227,10 +237,26 @@ def evaluate_segmentation(
     else:
         searcher = AutoInpainter(**search)
 
-    def predict(image, ooi):
-        result = searcher.inpaint_slice(network, image.to(device), ooi.to(device))
-        return result.inpainted, result
+    options = dict(adaptation or {})
+    adapt = bool(options.pop("enabled", False))
+    adaptation_seconds: dict[str, float] = {}
+
+    def predictor_for(subject: str, cases: list[dict]) -> Callable:
+        net = network
+        if adapt:
+            start = time.perf_counter()
+            with torch.enable_grad():
+                net = adapt_to_scan(network, [c["image"] for c in cases], [c["ooi"] for c in cases],
+                                    device=device, **options)
+            adaptation_seconds[subject] = time.perf_counter() - start
+
+        def predict(image, ooi):
+            result = searcher.inpaint_slice(net, image.to(device), ooi.to(device))
+            return result.inpainted, result
+
+        return predict
 
     with torch.no_grad():
-        result = segment_subjects(predict, subjects, threshold, best_threshold_range)
-    return write_report(result, subjects, output_dir, model_name, threshold, {"search": dict(search)})
+        result = segment_subjects(None, subjects, threshold, best_threshold_range, predictor_for)
+    extra = {"search": dict(search), "adaptation": {"enabled": adapt, **options, "seconds": adaptation_seconds}}
+    return write_report(result, subjects, output_dir, model_name, threshold, extra)
