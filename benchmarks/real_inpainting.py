@@ -4,7 +4,8 @@ measured the same way on holes over healthy tissue of the IXI validation subject
 Run::
 
     python benchmarks/real_inpainting.py --data ../shared/data/ixi_t1_2mm [--quick] [--seed 0] [--out docs/results]
-        [--variant standard|scanner_shift|both] [--bundles NAME ...] [--weights NAME=PATH ...]
+        [--variant standard|scanner_shift|both] [--families standard own] [--bundles NAME ...]
+        [--weights NAME=PATH ...]
 
 Protocol (the module constants below hold every number):
 
@@ -27,6 +28,24 @@ Protocol (the module constants below hold every number):
   before scaling: a random monotone intensity remap, a smooth multiplicative bias field of +/-20 %, a coarser
   resolution (anisotropic Gaussian blur) and Rician-like noise of 2 % of the brain's 99.5th percentile.
 
+Mask families (``--families``, default both): ``standard`` = the three placements above, the same holes for every
+method; ``own`` = each bundle scored on holes of its own evaluation mask family (issue #17 (b)), drawn by the
+bundle's or ``common``'s own generator with the parameters read from the bundle's configs / scripts, on the same
+validation slices, restricted to the brain and seeded (``RandomState([seed, 77, subject, slice, family])``), the
+three baselines filling exactly the same holes beside it (table "own mask family": bundle, best baseline, margin):
+
+- shape_aware_mask_inpainting: ``common.transforms.PseudoSegmentMaskd`` as ``configs/ixi.json`` validates (1-5
+  pseudo-segments of the slice, OPS, ``region_key`` = brain);
+- mask_optimized_object_removal: one tumour / MS-lesion object of the sample cohort's test split pasted by its
+  ``scripts.copy_paste.RandCopyPasted`` at physical size, ``min_inside`` 0.9 of ``train.json``;
+- autoinpainting_tumor_segmentation: ``common.transforms.masks.irregular_mask`` at ``hole_coverage`` (25-30 % of
+  the slice), restricted to the brain as ``IrregularMaskd(region_key="brain")``;
+- ipa_medgan: ``irregular_mask`` at the paper's 1.36-5.46 % (``scripts.masks.BANKS``) of the field of view (the
+  brain's bounding box), and the 64x64-of-256 square scaled (side 1/4 of the box's), both restricted to the brain;
+- blind_lesion_inpainting_3d: a 3-D MS-like lesion mask of ``common.transforms.lesion_masks.synthetic_lesion_masks``
+  (drawn at 1 mm in the upsampled WM, class small / medium / large cycled over subjects), filled as a volume; the
+  slices it reaches are scored.
+
 Methods: biharmonic (``skimage.restoration.inpaint_biharmonic``), mean fill (mean of the known brain voxels),
 diffusion fill (Laplace's equation in the hole, known pixels as boundary, ``scipy.sparse`` solver), and each
 bundle's shipped ``models/model*.pt`` through its own inference route (``configs/inference.json`` in this
@@ -40,6 +59,8 @@ import argparse
 import contextlib
 import csv
 import datetime
+import itertools
+import json
 import logging
 import os
 import subprocess
@@ -61,6 +82,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from common.data.ixi import find_subjects, fixed_split, read_subject  # noqa: E402
+from common.transforms.lesion_masks import LESION_LOADS_ML, synthetic_lesion_masks  # noqa: E402
 from common.transforms.masks import smooth_blob_mask, square_mask  # noqa: E402
 
 SLICES, QUICK_SLICES, QUICK_SUBJECTS = 6, 2, 2
@@ -250,8 +272,11 @@ def scanner_shift(volume: np.ndarray, brain: np.ndarray, rng: np.random.RandomSt
     return np.where(brain, out, 0).astype(np.float32)
 
 
-def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[dict], dict]:
-    """One case per hole: the slice (scanner units, hole voided), hole, brain, truth in [0, 1], scaling."""
+def build_cases(
+    data: Path, quick: bool, seed: int, variant: str, standard: bool = True
+) -> tuple[list[dict], dict]:
+    """One case per hole: the slice (scanner units, hole voided), hole, brain, truth in [0, 1], scaling. Without
+    ``standard`` only the volumes are read (``info``; the own-family cases are built from it)."""
     subjects = {s.subject: s for s in find_subjects(data)}
     ids = [s for s in fixed_split()["validation"] if s in subjects]
     if not ids:
@@ -266,10 +291,22 @@ def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[
         t1, affine = to_ras(vols.t1, vols.affine)
         brain, wm, gm = (to_ras(vols.masks[k], vols.affine)[0] for k in ("brain", "wm", "gm"))
         t1 = np.where(brain, t1, 0).astype(np.float32)
+        acquired = t1
         if variant == "scanner_shift":
             t1 = scanner_shift(t1, brain, np.random.RandomState([seed, 2323, s_index]))
-        volumes[subject] = {"t1": t1, "brain": brain, "affine": affine}
-        for z_index, z in enumerate(slice_indices(brain, QUICK_SLICES if quick else SLICES)):
+        slices = slice_indices(brain, QUICK_SLICES if quick else SLICES)
+        volumes[subject] = {
+            "t1": t1,
+            "brain": brain,
+            "affine": affine,
+            "wm": wm,
+            "acquired": acquired,  # the unshifted volume: own-family holes that depend on the image use it
+            "slices": slices,
+            "index": s_index,
+        }
+        if not standard:
+            continue
+        for z_index, z in enumerate(slices):
             for p_index, placement in enumerate(PLACEMENTS):
                 rng = np.random.RandomState([seed, s_index, z_index, p_index])
                 if placement == "tumour blob":
@@ -277,25 +314,37 @@ def build_cases(data: Path, quick: bool, seed: int, variant: str) -> tuple[list[
                     hole = np.ascontiguousarray(hole3d[:, :, z])
                 else:
                     hole3d, hole = None, draw_hole(placement, brain[:, :, z], wm[:, :, z], gm[:, :, z], rng)
-                image, b2d = t1[:, :, z], brain[:, :, z]
-                lo, hi = scaling(image, b2d & ~hole)
-                cases.append(
-                    {
-                        "subject": subject,
-                        "z": z,
-                        "placement": placement,
-                        "name": f"{subject}_z{z:03d}_{PLACEMENT_TAGS[placement]}",
-                        "hole3d": hole3d,
-                        "image": np.where(hole, 0, image).astype(np.float32),
-                        "hole": hole,
-                        "brain": b2d,
-                        "truth": to_unit(image, lo, hi, b2d),
-                        "lo": lo,
-                        "hi": hi,
-                        "affine": affine @ _shift(z),
-                    }
-                )
+                cases.append(make_case(subject, z, placement, hole, hole3d, t1, brain, affine))
     return cases, {"subjects": ids, "volumes": volumes}
+
+
+def make_case(
+    subject: str,
+    z: int,
+    placement: str,
+    hole: np.ndarray,
+    hole3d: np.ndarray | None,
+    t1: np.ndarray,
+    brain: np.ndarray,
+    affine: np.ndarray,
+) -> dict:
+    """A scored hole: slice ``z`` of ``t1`` (scanner units) with ``hole`` voided, its truth scaled to [0, 1]."""
+    image, b2d = t1[:, :, z], brain[:, :, z]
+    lo, hi = scaling(image, b2d & ~hole)
+    return {
+        "subject": subject,
+        "z": z,
+        "placement": placement,
+        "name": f"{subject}_z{z:03d}_{PLACEMENT_TAGS[placement]}",
+        "hole3d": hole3d,
+        "image": np.where(hole, 0, image).astype(np.float32),
+        "hole": hole,
+        "brain": b2d,
+        "truth": to_unit(image, lo, hi, b2d),
+        "lo": lo,
+        "hi": hi,
+        "affine": affine @ _shift(z),
+    }
 
 
 def _shift(z: int) -> np.ndarray:
@@ -405,8 +454,10 @@ def run_blind_3d(bundle: Path, cases: list[dict], tmp: Path, volumes: dict) -> l
     outputs: dict[str, np.ndarray] = {}
     entries, groups = [], []
     for subject, vol in volumes.items():
-        for placement in PLACEMENTS:
+        for placement in dict.fromkeys(c["placement"] for c in cases):  # standard placements or own families
             group = [c for c in cases if c["subject"] == subject and c["placement"] == placement]
+            if not group:
+                continue
             label = np.zeros(vol["t1"].shape, bool)
             for case in group:
                 z = case["z"]
@@ -448,6 +499,307 @@ FOOTNOTES = {
     "2-D hole extruded over 7 slices (14 mm), or the tumour's 3-D blob (the subject's blobs together); output in "
     "the input's units",
 }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# (b) each bundle's own evaluation mask family: holes drawn by the bundle's (or common's) own generator, with the
+# parameters read from the bundle's configs / scripts, placed inside the brain of the same validation slices
+# ----------------------------------------------------------------------------------------------------------
+
+FAMILIES = ("standard", "own")
+REGION_TRIES = 20  # as common.transforms.masks.RandomMaskd: a draw with no pixel in the brain is redrawn
+OBJECT_MIN_PIXELS = 16  # copy_paste_pairs' smallest cuttable object, counted at the benchmark's 2 mm
+LESION_LOADS = ("small", "medium", "large")  # common.transforms.lesion_masks classes, cycled over subjects
+#: bundle -> its families: (label, tag); the generators are in OWN_GENERATORS
+OWN_FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "shape_aware_mask_inpainting": (("pseudo-segments (OPS)", "segments"),),
+    "mask_optimized_object_removal": (("copy-paste objects", "objects"),),
+    "autoinpainting_tumor_segmentation": (("irregular 25-30 %", "irregular"),),
+    "ipa_medgan": (("arbitrary 1.36-5.46 %", "arbitrary"), ("square 1/4 FOV", "square")),
+    "blind_lesion_inpainting_3d": (("MS lesions (3-D)", "lesions"),),
+}
+for _families in OWN_FAMILIES.values():
+    PLACEMENT_TAGS.update(dict(_families))
+
+
+def _bundle_config(name: str, *files: str) -> dict:
+    """The raw (unparsed) merged configs ``files`` of bundle ``name`` (later files override, ``a#b`` keys too)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "bundles" / name / "configs" / f) for f in files])
+    return parser.get()
+
+
+def _bundle_scripts(name: str):
+    from common.bundle_scripts import load_bundle_scripts
+
+    return load_bundle_scripts(REPO / "bundles" / name)
+
+
+def family_parameters() -> dict[str, dict]:
+    """What each family draws with, read from the bundles (the IXI route's configs where a bundle has one)."""
+    shape_aware = _bundle_config("shape_aware_mask_inpainting", "train.json", "ixi.json")["mask_config"]
+    auto = _bundle_config("autoinpainting_tumor_segmentation", "train.json", "ixi.json")
+    objects = _bundle_config("mask_optimized_object_removal", "train.json")
+    banks = _bundle_scripts("ipa_medgan").masks.BANKS
+    return {
+        "segments": {k: shape_aware[k] for k in ("position", "weighting", "num_segments", "perturb_px")},
+        "irregular": {"coverage_range": tuple(auto["hole_coverage"])},
+        "arbitrary": {"coverage_range": tuple(banks["train_arbitrary"]["area_range"])},
+        "square": {"side_fraction": float(banks["val_square"]["side_fraction"])},
+        "objects": {"min_inside": float(objects["min_inside"]), "min_object_pixels": OBJECT_MIN_PIXELS},
+        "lesions": {"loads_ml": {k: LESION_LOADS_ML[k] for k in LESION_LOADS}},
+    }
+
+
+def _in_brain(draw: Callable[[], np.ndarray], brain: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(hole, drawn)``: the first of up to ``REGION_TRIES`` draws with a pixel in ``brain``, restricted to it."""
+    for _ in range(REGION_TRIES):
+        drawn = draw()
+        if (drawn & brain).any():
+            return drawn & brain, drawn
+    raise ValueError(f"no {what} hole inside the brain after {REGION_TRIES} draws")
+
+
+def brain_box(brain: np.ndarray) -> tuple[slice, slice]:
+    """The brain's bounding box in a slice: the field of view the ipA-MedGAN masks are sized on."""
+    rows, cols = np.nonzero(brain)
+    return slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)
+
+
+def draw_segments(unit: np.ndarray, brain: np.ndarray, rng: np.random.RandomState, params: dict) -> tuple:
+    """shape_aware_mask_inpainting: ``common.transforms.PseudoSegmentMaskd`` as its IXI route validates with
+    (pseudo-segments of the slice placed by OPS, ``region_key`` = the brain)."""
+    from common.transforms import PseudoSegmentMaskd
+
+    transform = PseudoSegmentMaskd(keys="image", shape="segment", region_key="brain", masked_key=None, **params)
+    transform.set_random_state(state=rng)
+    out = transform({"image": unit[None].astype(np.float32), "brain": brain[None].astype(np.float32)})
+    hole = np.asarray(out["mask"])[0] > 0
+    return hole, hole
+
+
+def draw_irregular(brain: np.ndarray, rng: np.random.RandomState, params: dict) -> tuple:
+    """autoinpainting: ``common.transforms.masks.irregular_mask`` over the slice at the configs' coverage
+    (``hole_coverage``), restricted to the brain as ``IrregularMaskd(region_key="brain")`` does."""
+    from common.transforms.masks import irregular_mask
+
+    return _in_brain(lambda: irregular_mask(brain.shape, rng, **params), brain, "irregular")
+
+
+def draw_arbitrary(brain: np.ndarray, rng: np.random.RandomState, params: dict) -> tuple:
+    """ipa_medgan experiment (b): ``irregular_mask`` at the paper's 1.36-5.46 % (``scripts.masks.BANKS``) of the
+    field of view, here the brain's bounding box, restricted to the brain."""
+    from common.transforms.masks import irregular_mask
+
+    box = brain_box(brain)
+    shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+
+    def draw() -> np.ndarray:
+        drawn = np.zeros(brain.shape, bool)
+        drawn[box] = irregular_mask(shape, rng, **params)
+        return drawn
+
+    return _in_brain(draw, brain, "arbitrary")
+
+
+def draw_square(brain: np.ndarray, rng: np.random.RandomState, params: dict) -> tuple:
+    """ipa_medgan experiment (a): the 64x64-of-256 square scaled to the slice, a ``square_mask`` of side
+    ``side_fraction`` x the brain box's (geometric mean) side, inside the box, restricted to the brain."""
+    box = brain_box(brain)
+    shape = (box[0].stop - box[0].start, box[1].stop - box[1].start)
+    side = max(1, round(params["side_fraction"] * float(np.sqrt(shape[0] * shape[1]))))
+
+    def draw() -> np.ndarray:
+        drawn = np.zeros(brain.shape, bool)
+        drawn[box] = square_mask(shape, side, rng)
+        return drawn
+
+    return _in_brain(draw, brain, "square")
+
+
+def object_sources() -> list[tuple[str, str]]:
+    """The objects of mask_optimized_object_removal's copy-paste data: the tumour and MS-lesion labels of the
+    sample cohort's test split (``copy_paste_datalist``'s ``DEFAULT_MEDICAL_OBJECTS``), ``(image, label)`` paths."""
+    from common.data import build_sample_data
+
+    folder = Path(build_sample_data())  # cached after the first build
+    entries = json.loads((folder / "datalist_2d.json").read_text())["test"]
+    objects = _bundle_scripts("mask_optimized_object_removal").copy_paste.DEFAULT_MEDICAL_OBJECTS
+    return [
+        (str(folder / e[image_key]), str(folder / e[label_key]))
+        for e in entries
+        for image_key, label_key, count_key in objects
+        if e.get(count_key, 0) >= OBJECT_MIN_PIXELS
+    ]
+
+
+def draw_object(
+    image: np.ndarray, brain: np.ndarray, spacing: float, rng: np.random.RandomState, params: dict, sources: list
+) -> tuple:
+    """mask_optimized_object_removal: one object (a connected component of a cohort tumour / MS-lesion label)
+    cut and pasted by the bundle's ``scripts.copy_paste.RandCopyPasted`` (its training ``min_inside`` of the
+    object in the brain, physical size kept: scaled from the cohort's spacing to the slice's); the hole is the
+    pasted object in the brain."""
+    copy_paste = _bundle_scripts("mask_optimized_object_removal").copy_paste
+    for _ in range(REGION_TRIES):
+        source_path, label_path = sources[rng.randint(len(sources))]
+        source_image = nib.load(source_path)
+        scale = float(source_image.header.get_zooms()[0]) / spacing
+        label = np.squeeze(np.asarray(nib.load(label_path).dataobj)) > 0
+        minimum = int(np.ceil(params["min_object_pixels"] / scale**2))
+        if not copy_paste.object_components(label, minimum):
+            continue
+        paste = copy_paste.RandCopyPasted(
+            region_key="region",
+            min_object_pixels=minimum,
+            scale_range=(scale, scale),
+            min_inside=params["min_inside"],
+        )
+        data = {
+            "target": image[None].astype(np.float32),
+            "source": np.squeeze(np.asarray(source_image.dataobj, dtype=np.float32))[None],
+            "source_mask": label[None].astype(np.float32),
+            "region": brain[None].astype(np.float32),
+            "paste_seed": int(rng.randint(2**31 - 1)),
+        }
+        try:
+            drawn = np.asarray(paste(data)["mask"])[0] > 0
+        except ValueError:  # the object does not fit this brain slice: another one
+            continue
+        if (drawn & brain).any():
+            return drawn & brain, drawn
+    raise ValueError(f"no copy-paste object fits the brain after {REGION_TRIES} draws")
+
+
+def draw_lesions(wm: np.ndarray, brain: np.ndarray, spacing: float, seed: int, load: str) -> np.ndarray:
+    """blind_lesion_inpainting_3d: one MS-like lesion mask of class ``load`` from
+    ``common.transforms.lesion_masks.synthetic_lesion_masks`` (the cohort's lesion generator, which works at
+    1 mm: the subject's WM / brain are upsampled to 1 mm on the brain's box); back at the volume's spacing a
+    voxel is a hole when any of its 1 mm voxels is lesion (partial volume counts as unknown), kept in the brain."""
+    factor = int(round(spacing))
+    if factor < 1 or abs(spacing - factor) > 1e-3:
+        raise ValueError(f"the lesion family needs an integer spacing in mm, got {spacing}")
+    rows, cols, slices = (np.flatnonzero(brain.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
+    box = tuple(slice(int(v[0]), int(v[-1]) + 1) for v in (rows, cols, slices))
+    up = tuple(np.kron(x[box].astype(np.float32), np.ones((factor,) * 3, np.float32)) for x in (wm, brain))
+    masks = synthetic_lesion_masks(up[0], up[1] > 0.5, len(LESION_LOADS), seed)  # one per class, in order
+    drawn_load, mask = next(itertools.islice(masks, LESION_LOADS.index(load), None))
+    if drawn_load != load:
+        raise RuntimeError(f"the lesion generator drew a {drawn_load} mask where a {load} one was expected")
+    shape = tuple(s.stop - s.start for s in box)
+    coarse = mask.reshape(shape[0], factor, shape[1], factor, shape[2], factor).any(axis=(1, 3, 5))
+    lesions = np.zeros(brain.shape, bool)
+    lesions[box] = coarse
+    return lesions & (brain > 0)
+
+
+def build_own_cases(info: dict, seed: int, bundles: set[str], log: Callable[[str], None]) -> dict[str, list[dict]]:
+    """Per bundle, the cases of its own families on the slices of the standard cases (``info["volumes"]``):
+    one seeded ``RandomState([seed, 77, subject, slice, family])`` per hole; the lesion family draws one 3-D
+    mask per subject (class cycled small / medium / large over the subjects) and scores the slices it reaches."""
+    params = family_parameters()
+    own: dict[str, list[dict]] = {}
+    sources = None
+    for name, families in OWN_FAMILIES.items():
+        if name not in bundles:
+            continue
+        start = time.time()
+        own[name] = []
+        for f_index, (family, tag) in enumerate(families):
+            for subject, vol in info["volumes"].items():
+                s_index, affine, brain = vol["index"], vol["affine"], vol["brain"]
+                spacing = float(np.sqrt((affine[:3, :3] ** 2).sum(0))[0])
+                lesions = None
+                if tag == "lesions":
+                    load = LESION_LOADS[s_index % len(LESION_LOADS)]
+                    lesions = draw_lesions(vol["wm"], brain, spacing, seed * 1000 + s_index, load)
+                for z_index, z in enumerate(vol["slices"]):
+                    rng = np.random.RandomState([seed, 77, s_index, z_index, f_index])
+                    b2d, acquired = brain[:, :, z], vol["acquired"][:, :, z]
+                    if tag == "segments":
+                        unit = to_unit(acquired, *scaling(acquired, b2d), b2d)
+                        hole, _ = draw_segments(unit, b2d, rng, params[tag])
+                    elif tag == "irregular":
+                        hole, _ = draw_irregular(b2d, rng, params[tag])
+                    elif tag == "arbitrary":
+                        hole, _ = draw_arbitrary(b2d, rng, params[tag])
+                    elif tag == "square":
+                        hole, _ = draw_square(b2d, rng, params[tag])
+                    elif tag == "objects":
+                        sources = sources if sources is not None else object_sources()
+                        hole, _ = draw_object(acquired, b2d, spacing, rng, params[tag], sources)
+                    else:
+                        hole = np.ascontiguousarray(lesions[:, :, z])
+                        if not hole.any():  # the subject's lesions miss this slice: nothing to score there
+                            continue
+                    case = make_case(subject, z, family, hole, lesions, vol["t1"], brain, affine)
+                    case["family_bundle"] = name
+                    own[name].append(case)
+        log(f"own family of {name}: {len(own[name])} holes ({time.time() - start:.0f} s)")
+    return own
+
+
+def own_summary(rows: list[dict], status: dict) -> list[list[str]]:
+    """Per bundle and own family: the bundle's hole metrics, the baselines' PSNR on the same holes, the best
+    baseline and the margin (bundle - best baseline PSNR, mean +/- sd of the paired per-hole difference)."""
+    table = []
+    for name, families in OWN_FAMILIES.items():
+        label = BUNDLES[name]
+        for family, _ in families:
+            picked = [r for r in rows if r["family_bundle"] == name and r["placement"] == family]
+            mine = [r for r in picked if r["method"] == label]
+            if not picked:
+                continue
+            baseline = {m: [r for r in picked if r["method"] == m] for m in BASELINES}
+            coverage = np.mean([r["brain_fraction"] for r in baseline[BASELINES[0]]])
+            baseline_psnr = {m: np.mean([r["psnr"] for r in v]) for m, v in baseline.items()}
+            best = max(baseline_psnr, key=baseline_psnr.get)
+            psnrs = " / ".join(f"{baseline_psnr[m]:.2f}" for m in BASELINES)
+            n = len(baseline[BASELINES[0]])
+            if not mine:
+                table.append(
+                    [label, family, str(n), f"{coverage:.1%}", status.get(label, "n/a"), "", "", "", best, psnrs, ""]
+                )
+                continue
+
+            def stat(key: str, digits: int, rows: list[dict] = mine) -> str:
+                values = np.array([r[key] for r in rows])
+                return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if len(values) > 1 else 0:.{digits}f}"
+
+            margin = np.array([r["psnr"] for r in mine]) - np.array([r["psnr"] for r in baseline[best]])
+            table.append(
+                [
+                    label,
+                    family,
+                    str(len(mine)),
+                    f"{coverage:.1%}",
+                    stat("psnr", 2),
+                    stat("ssim", 3),
+                    stat("mae", 3),
+                    f"{max(r['known_max_change'] for r in mine):.3f}",
+                    best,
+                    psnrs,
+                    f"{margin.mean():+.2f} ± {margin.std(ddof=1) if len(margin) > 1 else 0:.2f}",
+                ]
+            )
+    return table
+
+
+OWN_HEADER = [
+    "bundle",
+    "own mask family",
+    "n",
+    "hole (% brain)",
+    "PSNR (dB)",
+    "SSIM",
+    "MAE",
+    "known max",
+    "best baseline",
+    "PSNR biharmonic / mean / diffusion",
+    "margin (dB)",
+]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -493,6 +845,8 @@ def evaluate(
             known = ~case["hole"]
             rows.append(
                 {
+                    "family": "own" if "family_bundle" in case else "standard",
+                    "family_bundle": case.get("family_bundle", ""),
                     "method": method,
                     "subject": case["subject"],
                     "slice_z": case["z"],
@@ -500,15 +854,18 @@ def evaluate(
                     **hole_metrics(pred, case["truth"], case["hole"]),
                     "known_max_change": float(np.abs(pred[known] - case["unit_input"][known]).max()),
                     "negative_fraction": negative[method][index] if method in negative else 0.0,
+                    "brain_fraction": float(case["hole"].sum() / case["brain"].sum()),
                 }
             )
     return rows, preds, status
 
 
-def summary(rows: list[dict], status: dict, methods: list[str]) -> list[list[str]]:
+def summary(
+    rows: list[dict], status: dict, methods: list[str], placements: tuple[str, ...] = PLACEMENTS
+) -> list[list[str]]:
     table = []
     for method in methods:
-        for placement in PLACEMENTS:
+        for placement in placements:
             picked = [r for r in rows if r["method"] == method and r["placement"] == placement]
             if not picked:
                 table.append([method, placement, "0", status.get(method, "n/a"), "", "", "", "", ""])
@@ -538,8 +895,8 @@ def summary(rows: list[dict], status: dict, methods: list[str]) -> list[list[str
 HEADER = ["method", "holes", "n", "PSNR (dB)", "SSIM", "MAE", "mean pred", "mean true", "known max"]
 
 
-def markdown(table: list[list[str]], extra: list[str] | None = None) -> str:
-    header = (extra or []) + HEADER
+def markdown(table: list[list[str]], extra: list[str] | None = None, header: list[str] | None = None) -> str:
+    header = (extra or []) + (header or HEADER)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in table]
     return "\n".join(lines)
@@ -599,6 +956,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     parser.add_argument("--variant", choices=("standard", "scanner_shift", "both"), default="standard")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        choices=FAMILIES,
+        default=list(FAMILIES),
+        help="standard: the three placements; own: each bundle's own evaluation mask family (default both)",
+    )
     parser.add_argument("--bundles", nargs="+", choices=sorted(BUNDLES), help="score only these bundles")
     parser.add_argument(
         "--weights", nargs="+", default=[], metavar="BUNDLE=PATH", help="score PATH instead of BUNDLE's shipped weights"
@@ -614,35 +978,58 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     variants = ("standard", "scanner_shift") if args.variant == "both" else (args.variant,)
+    families = [f for f in FAMILIES if f in args.families]
     selected = set(args.bundles or BUNDLES)
     methods = [*BASELINES, *(label for name, label in BUNDLES.items() if name in selected)]
-    all_rows, tables, results = [], {}, {}
+    all_rows, tables, own_tables, results, walls = [], {}, {}, {}, {}
     for variant in variants:
-        cases, info = build_cases(Path(args.data), args.quick, args.seed, variant)
-        rows, preds, status = evaluate(
-            cases, info, lambda m, v=variant: print(f"[{v}] {m}", file=sys.stderr), selected
-        )
-        all_rows += [{"variant": variant, **r} for r in rows]
-        tables[variant] = summary(rows, status, methods)
-        results[variant] = {"cases": cases, "preds": preds, "status": status, "info": info}
+        log = lambda m, v=variant: print(f"[{v}] {m}", file=sys.stderr)  # noqa: E731
+        cases, info = build_cases(Path(args.data), args.quick, args.seed, variant, standard="standard" in families)
+        if "standard" in families:
+            begin = time.time()
+            rows, preds, status = evaluate(cases, info, log, selected)
+            all_rows += [{"variant": variant, **r} for r in rows]
+            tables[variant] = summary(rows, status, methods)
+            results[variant] = {"cases": cases, "preds": preds, "status": status, "info": info}
+            walls["standard"] = walls.get("standard", 0.0) + time.time() - begin
+        if "own" in families:
+            begin = time.time()
+            own_rows, own_status = [], {}
+            for name, own_cases in build_own_cases(info, args.seed, selected, log).items():
+                rows, _, status = evaluate(own_cases, info, log, {name})
+                own_rows += rows
+                own_status.update(status)
+            all_rows += [{"variant": variant, **r} for r in own_rows]
+            own_tables[variant] = own_summary(own_rows, own_status)
+            results.setdefault(variant, {"info": info, "status": {}})["own_status"] = own_status
+            walls["own"] = walls.get("own", 0.0) + time.time() - begin
     wall = time.time() - start
-    combined = [[v, *row] for v, t in tables.items() for row in t]
-    print(markdown(combined, ["variant"]))
+    if tables:
+        print(markdown([[v, *row] for v, t in tables.items() for row in t], ["variant"]))
+    if own_tables:
+        print(markdown([[v, *row] for v, t in own_tables.items() for row in t], ["variant"], OWN_HEADER))
     first = results[variants[0]]
-    scored = [m for m in methods if m in first["preds"]]  # n/a rows (no own-mask route) are not candidates
-    best = max(
-        scored,
-        key=lambda m: np.mean(
-            [r["psnr"] for r in all_rows if r["method"] == m and r["variant"] == variants[0]]
-        ),
-    )
-    panel(first["cases"], first["preds"], methods, best, out / "real_inpainting.png")
+    best = None
+    if "preds" in first:
+        scored = [m for m in methods if m in first["preds"]]  # n/a rows (no own-mask route) are not candidates
+        best = max(
+            scored,
+            key=lambda m: np.mean(
+                [
+                    r["psnr"]
+                    for r in all_rows
+                    if r["method"] == m and r["variant"] == variants[0] and r["family"] == "standard"
+                ]
+            ),
+        )
+        panel(first["cases"], first["preds"], methods, best, out / "real_inpainting.png")
     with open(out / "real_inpainting.csv", "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=list(all_rows[0]))
         writer.writeheader()
         writer.writerows(all_rows)
     info = first["info"]
     slices = QUICK_SLICES if args.quick else SLICES
+    timing = ", ".join(f"{f} {walls[f]:.0f} s" for f in families)
     lines = [
         "# Real-anatomy inpainting benchmark (issue #17)",
         "",
@@ -659,9 +1046,10 @@ def main(argv: list[str] | None = None) -> dict:
         "metrics inside the hole; mean ± sd over holes; `known max` = largest change of a known pixel; the "
         "slices are skull-stripped, so pixels outside the brain are known zeros (a cortex hole borders them)",
         f"- command: `python benchmarks/real_inpainting.py --data {args.data}{' --quick' if args.quick else ''} "
-        f"--seed {args.seed} --variant {args.variant}"
+        f"--seed {args.seed} --variant {args.variant} --families {' '.join(families)}"
         f"{' --bundles ' + ' '.join(args.bundles) if args.bundles else ''}"
-        f"{' --weights ' + ' '.join(args.weights) if args.weights else ''}`; wall time {wall:.0f} s (2 shared CPU cores, 1 thread)",
+        f"{' --weights ' + ' '.join(args.weights) if args.weights else ''}`; wall time {wall:.0f} s ({timing}; "
+        "2 shared CPU cores, 1 thread)",
         "",
     ]
     for variant, table in tables.items():
@@ -674,6 +1062,8 @@ def main(argv: list[str] | None = None) -> dict:
             )
         )
         lines += [f"## {title}", "", markdown(table), ""]
+    if own_tables:
+        lines += own_markdown(own_tables, families, args.seed)
     lines += ["Bundle routes:", ""]
     for name, label in BUNDLES.items():
         if name not in selected:
@@ -685,19 +1075,70 @@ def main(argv: list[str] | None = None) -> dict:
             else ""
         )
         lines.append(f"- {label}: {FOOTNOTES[name]}{note}")
-    lines += [
-        "",
-        f"Panel (`real_inpainting.png`, standard variant, 80 mm crops): input with hole, hole, each "
-        f"method's output, |output - truth| of the best method by mean PSNR ({best}).",
-        "",
-    ]
+    if best is not None:
+        lines += [
+            "",
+            f"Panel (`real_inpainting.png`, standard variant, 80 mm crops): input with hole, hole, each "
+            f"method's output, |output - truth| of the best method by mean PSNR ({best}).",
+        ]
+    lines.append("")
     (out / "real_inpainting.md").write_text("\n".join(lines), encoding="utf-8")
     return {
         "tables": tables,
-        "rows": all_rows,
+        "own_tables": own_tables,
+        "rows": [r for r in all_rows if r["family"] == "standard"],  # the standard placements' rows
+        "own_rows": [r for r in all_rows if r["family"] == "own"],
         "wall_s": wall,
+        "family_wall_s": walls,
         "status": {v: r["status"] for v, r in results.items()},
     }
+
+
+def own_markdown(own_tables: dict, families: list[str], seed: int) -> list[str]:
+    """The "own mask family" section: what each family is, then its table per variant."""
+    params = family_parameters()
+    segments, objects = params["segments"], params["objects"]
+    loads = ", ".join(f"{k} {lo:g}-{hi:g} mL" for k, (lo, hi) in params["lesions"]["loads_ml"].items())
+    lines = [
+        "## Own mask family (issue #17 (b))",
+        "",
+        "Each bundle scored on holes drawn by its own evaluation mask generator (imported from the bundle or "
+        "`common`, parameters read from its configs / scripts), on the same validation slices, inside the brain, "
+        f"seeded (`RandomState([{seed}, 77, subject, slice, family])`); the three baselines fill exactly the same "
+        "holes (their PSNR beside each row); `best baseline` = the highest mean PSNR of the three; `margin` = "
+        "bundle - best baseline PSNR (mean ± sd of the per-hole difference); `hole (% brain)` = mean share of the "
+        "slice's brain that is hole.",
+        "",
+        f"- pseudo-segments (OPS): `common.transforms.PseudoSegmentMaskd` as the bundle's `configs/ixi.json` "
+        f"validates with ({segments['num_segments'][0]}-{segments['num_segments'][1]} pseudo-segments of the slice, "
+        f"{segments['weighting']} weighting, perturbed by up to {segments['perturb_px']} px, placed by "
+        f"{segments['position'].upper()}, `region_key` = brain);",
+        "- copy-paste objects: one connected tumour or MS-lesion object of the sample cohort's test split "
+        "(`scripts.copy_paste.DEFAULT_MEDICAL_OBJECTS`) pasted by the bundle's `scripts.copy_paste.RandCopyPasted` "
+        f"at its physical size (1 mm cohort -> 2 mm slice), at least {objects['min_inside']:.0%} of it in the brain "
+        f"(`min_inside` of `train.json`), objects of at least {objects['min_object_pixels']} px at 2 mm; the hole "
+        "is its part in the brain;",
+        "- irregular: `common.transforms.masks.irregular_mask` (circles, ellipses, thick lines) covering "
+        f"{params['irregular']['coverage_range'][0]:.0%}-{params['irregular']['coverage_range'][1]:.0%} of the "
+        "slice (`hole_coverage` of `train.json`), restricted to the brain as `IrregularMaskd(region_key=brain)` "
+        "in `configs/ixi.json`;",
+        "- arbitrary: `irregular_mask` covering the paper's "
+        f"{params['arbitrary']['coverage_range'][0]:.2%}-{params['arbitrary']['coverage_range'][1]:.2%} "
+        "(`scripts.masks.BANKS['train_arbitrary']`) of the field of view, here the brain's bounding box in the "
+        "slice, restricted to the brain;",
+        f"- square 1/4 FOV: the paper's 64x64-of-256 square scaled: a `square_mask` of "
+        f"{params['square']['side_fraction']:g} x the brain box's (geometric-mean) side inside the box, "
+        "restricted to the brain;",
+        "- MS lesions (3-D): `common.transforms.lesion_masks.synthetic_lesion_masks` (the cohort's MS-lesion "
+        f"generator, classes {loads}, cycled over the subjects) drawn at 1 mm in the subject's WM (upsampled), a "
+        "2 mm voxel a hole when any of its 1 mm voxels is lesion; the bundle fills the volume (non-blind), the "
+        "baselines fill the scored slices in 2-D; only the validation slices the lesions reach are scored.",
+        "",
+    ]
+    for variant, table in own_tables.items():
+        lines += [f"### {variant}", "", markdown(table, header=OWN_HEADER), ""]
+    return lines
+
 
 
 if __name__ == "__main__":

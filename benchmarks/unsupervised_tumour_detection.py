@@ -22,6 +22,10 @@ Methods, all restricted to the OOI (the brain mask) and scored per subject, then
 - ``threshold (tuned)``: ``image > t`` and ``image < t`` on the scanner intensities of the tumour T1, ``t`` over
   the 1st..99th percentiles of the subject's OOI intensities; per subject the best ``t`` and direction (an
   oracle: it sees the truth, as best-threshold Dice does).
+- ``threshold two-sided (tuned)``: ``|image - median| > t`` (median of the OOI), ``t`` over the percentiles of
+  that distance in the OOI, the best per subject: catches hyper- and hypointense tumours at once.
+- ``autoinpainting + per-scan adaptation``: the same route with evaluate.json's ``adaptation#enabled`` (a copy of
+  the network fine-tuned on each subject's own slices before its search; its time is in the s / slice).
 - ``threshold (mean +/- 2 sd)``: no tuning: ``|image - mean| > 2 sd`` with the OOI's mean and sd per subject.
 - ``trivial prior``: the whole OOI as the prediction (what "the hole is the segmentation" gives at most).
 
@@ -63,7 +67,7 @@ METHODS = (
     "autoinpainting",
     ADAPTED,
     "threshold (tuned)",
-    "threshold |x - median| (tuned)",
+    "threshold two-sided (tuned)",
     "threshold (mean +/- 2 sd)",
     "trivial prior (OOI)",
 )
@@ -176,7 +180,7 @@ def evaluate_subject(image, truth, ooi, residuals: dict, settings) -> dict[str, 
     below = score_maps(maps[len(levels) :], truth, tumour_z)
     rows["threshold (tuned)"] = {"best": best, "direction": ">" if above[1] >= below[1] else "<"}
     distance = np.abs(image - np.median(values))
-    rows["threshold |x - median| (tuned)"] = {
+    rows["threshold two-sided (tuned)"] = {
         "best": score_maps([(distance > t) & ooi for t in np.percentile(distance[ooi], PERCENTILES)], truth, tumour_z)
     }
     mean, sd = float(values.mean()), float(values.std())
@@ -352,8 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- autoinpainting: checkpoint `{Path(args.checkpoint).name}`; evaluate.json's route with search {search}; "
         f"threshold {settings['threshold']}, best t over {settings['range']} per subject",
         "- threshold (tuned): `image > t` or `image < t` on the scanner intensities, t over the 1..99th "
-        "percentiles of the subject's brain, best t and direction per subject (sees the truth); "
-        "mean +/- 2 sd: `|image - mean| > 2 sd` of the brain, no tuning; trivial prior: the whole brain mask",
+        "percentiles of the subject's brain, best t and direction per subject (sees the truth); two-sided: "
+        "`|image - median| > t`, best t per subject; per-scan adaptation: evaluate.json `adaptation` "
+        f"{'(on)' if ADAPTED in runs else '(not run)'}; mean +/- 2 sd: `|image - mean| > 2 sd` of the brain, no tuning; trivial prior: the whole brain mask",
         "- slice Dice: mean over the tumour slices of a subject (best t: one t per subject); volume Dice: all "
         "brain slices stacked; every number is the mean over subjects",
         "",

@@ -1,5 +1,6 @@
 """The "fill my own hole" routes (issue #17): ``configs/fill.json`` merged after ``inference.json`` of
-``autoinpainting_tumor_segmentation`` and ``ipa_medgan`` takes a user's ``{"image", "mask"}`` (mask 1 = hole) and
+``autoinpainting_tumor_segmentation`` and ``ipa_medgan`` (and shape_aware_mask_inpainting's ``inference.json``, its
+route for a user's mask, in the model-grid tests) takes a user's ``{"image", "mask"}`` (mask 1 = hole) and
 writes ``<name>_filled.nii.gz``: the fill composited into the original image, in its units and geometry.
 
 Each bundle's CLI runs on a smooth 2-D ramp (not square, not unit spacing, intensities 200-1200) with a hand-made
@@ -22,7 +23,13 @@ from harness import REPO, config_list
 FILL_BUNDLES = ("autoinpainting_tumor_segmentation", "ipa_medgan")
 #: bundles whose fill route puts the slice on the model's grid (ToModelGridd): orientation and spacing of the
 #: input do not change the answer
-MODEL_GRID_BUNDLES = ("autoinpainting_tumor_segmentation",)
+MODEL_GRID_BUNDLES = ("autoinpainting_tumor_segmentation", "shape_aware_mask_inpainting")
+#: each bundle's route for a user's own mask: its configs and the postfix of the file it writes
+ROUTES = {
+    "autoinpainting_tumor_segmentation": (("inference.json", "fill.json"), "filled"),
+    "ipa_medgan": (("inference.json", "fill.json"), "filled"),
+    "shape_aware_mask_inpainting": (("inference.json",), "inpainted"),
+}
 AFFINE = np.array([[0.9, 0, 0, -40.0], [0, 1.1, 0, -52.0], [0, 0, 3.0, 12.0], [0, 0, 0, 1]])
 SHAPE = (96, 80)
 HOLE = (slice(30, 52), slice(24, 46))
@@ -53,7 +60,7 @@ def write_mask(path: Path, hole=HOLE, affine: np.ndarray = AFFINE, flip: bool = 
 
 
 def fill_command(bundle: Path, image: Path, mask: Path, output: Path) -> list[str]:
-    configs = config_list(bundle / "configs" / "inference.json", bundle / "configs" / "fill.json")
+    configs = config_list(*(bundle / "configs" / c for c in ROUTES[bundle.name][0]))
     datalist = f"[{{'image': '{image}', 'mask': '{mask}'}}]"
     return ["run", "--config_file", configs, "--bundle_root", str(bundle), "--datalist", datalist,
             "--output_dir", str(output)]
@@ -134,7 +141,7 @@ def test_fill_route_answer_does_not_depend_on_the_slice_orientation(name, tmp_pa
         mask = write_mask(tmp_path / f"ramp{int(flip)}_hole.nii.gz", flip=flip)
         result = run_cli(fill_command(bundle, image, mask, tmp_path / "out"))
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-        written = nib.load(str(tmp_path / "out" / f"ramp{int(flip)}_filled.nii.gz"))
+        written = nib.load(str(tmp_path / "out" / f"ramp{int(flip)}_{ROUTES[name][1]}.nii.gz"))
         np.testing.assert_allclose(written.affine, nib.load(str(image)).affine, atol=1e-5)
         outputs.append(written.get_fdata(dtype=np.float32))
     hole = np.zeros(SHAPE, bool)
@@ -164,7 +171,7 @@ def test_every_route_uses_the_grid_its_weights_were_trained_on(name):
             assert Path(parser.get_parsed_content("checkpoint")).name == Path(weights).name, route
             assert parser.get_parsed_content("model_grid") == {"spacing": grid["spacing"], "axcodes": grid["axcodes"]}
             checked += 1
-    assert checked >= 2
+    assert checked >= 1
 
 
 @pytest.mark.parametrize("name", MODEL_GRID_BUNDLES)
@@ -175,12 +182,16 @@ def test_fill_route_shows_the_model_its_training_grid(name, tmp_path):
 
     bundle = REPO / "bundles" / name
     parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / "inference.json"), str(bundle / "configs" / "fill.json")])
+    parser.read_config([str(bundle / "configs" / c) for c in ROUTES[name][0]])
     parser.update({"bundle_root": str(bundle)})
     grid = parser.get_parsed_content("model_grid")
     image = write_image(tmp_path / "ramp.nii.gz", flip=True)
     mask = write_mask(tmp_path / "ramp_hole.nii.gz", flip=True)
-    seen = parser.get_parsed_content("preprocessing")({"image": str(image), "mask": str(mask)})["image"]
+    preprocessing = parser.get_parsed_content("preprocessing")
+    preprocessing.transforms = preprocessing.transforms[
+        : 1 + next(i for i, t in enumerate(preprocessing.transforms) if type(t).__name__ == "ToModelGridd")
+    ]  # what the model grid gives (a bundle may resize to its network's size after it)
+    seen = preprocessing({"image": str(image), "mask": str(mask)})["image"]
     affine = np.asarray(seen.affine)
     np.testing.assert_allclose(np.abs(np.diag(affine)[:2]), grid["spacing"], atol=1e-6)
     assert np.diag(affine)[0] > 0 and np.diag(affine)[1] > 0, affine  # R and A increase along the axes

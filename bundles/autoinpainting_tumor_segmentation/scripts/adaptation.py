@@ -36,8 +36,8 @@ def adapt_to_scan(
     device: str | torch.device | None = None,
 ) -> torch.nn.Module:
     """A copy of ``network`` fine-tuned for ``iterations`` Adam steps on ``slices`` ((C, H, W) on the network's
-    [0, 1] scale, one size) with irregular holes covering ``hole_coverage`` of each slice's OOI (``oois``,
-    (H, W) or (1, H, W)); ``iterations`` 0 returns an unchanged copy. ``loss_weights`` default: the paper's
+    [0, 1] scale, one size) with irregular holes (covering ``hole_coverage`` of the slice) kept inside
+    each slice's OOI (``oois``, (H, W) or (1, H, W)); ``iterations`` 0 returns an unchanged copy. ``loss_weights`` default: the paper's
     pixel terms (valid 30, hole 240, TV 250, Laplacian 20; no VGG terms, which need ImageNet weights)."""
     if len(slices) == 0 or len(slices) != len(oois):
         raise ValueError(f"need one OOI per slice and at least one slice, got {len(slices)} and {len(oois)}")
@@ -61,8 +61,7 @@ def adapt_to_scan(
         masks = []
         for pick in picks:
             region = regions[usable[pick]]
-            coverage = [c * region.mean() for c in hole_coverage]
-            holes = irregular_mask(region.shape, rng, coverage_range=coverage) & region
+            holes = irregular_mask(region.shape, rng, coverage_range=hole_coverage) & region
             masks.append(torch.from_numpy(holes[None].astype(np.float32)))
         mask = torch.stack(masks).to(device)
         target = images[[usable[p] for p in picks]]
