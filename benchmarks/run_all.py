@@ -1,0 +1,559 @@
+"""One speed table for every pipeline against its naive form, measured side by side in one run (issue #20).
+
+    python benchmarks/run_all.py [--quick] [--threads N] [--repeats K]
+
+Rows (each: the naive baseline and the optimised path on the same input, interleaved repeat by repeat so that a
+change of machine load hits both alike; median wall seconds over the repeats after one warm-up, and the spread
+min-max):
+
+* ``blind_lesion_inpainting_3d``: one whole 3-D volume (a sample-cohort T1 on the MNI grid, 182x218x182):
+  plain fp32 ``no_grad`` vs the best stable CPU path (``inference_mode``, ``channels_last_3d``, the graph
+  frozen with ``torch.jit.optimize_for_inference``; bf16 autocast only where the CPU has native bf16). Two
+  widths: the shipped weights (the demo width in ``inference.json``) and the paper width (40 filters; no
+  paper-width weights ship, so seeded random weights). Metric: PSNR of the output against the input volume.
+* ``autoinpainting_tumor_segmentation``: the sliding-circle search on one 256x256 tumour slice of the sample
+  cohort with the shipped weights and the bundle's search in mm: naive one-circle-per-pass full-slice loop
+  (``batch_size=1``) vs batched circles scored on crop windows (``crop_size_mm``) with the shortlist rescored
+  on the whole slice (``rescore_top``). Metric: Dice of the thresholded residual against the tumour label.
+* ``mask_optimized_object_removal``: the whole pipeline at 256x256, paper width (seeded random weights: the
+  shipped ones are the 64x64 demo width): today's path (``no_grad``, as the evaluator) vs ``inference_mode`` +
+  its generators and segmenter frozen (``torch.jit.trace`` + ``optimize_for_inference``). Metric: PSNR of the
+  output against the input image.
+* ``<2-D bundle> training step``: one training step (forward, L1 loss, backward, Adam) of the bundle's
+  ``network_def`` (``train.json``, batch size of ``train.json``) with its mask transform in the loop; "naive"
+  is the step alone, "optimised" the step plus mask sampling for the batch; the fraction of the step spent on
+  mask sampling is the row's ``mask_fraction`` (target < 5 %).
+
+Peak memory: the resident set size sampled every 5 ms by a thread, peak minus the level just before the call
+(MB), for the optimised path (``peak_mb``) and the naive one (``naive_peak_mb``). Writes ``docs/performance.md``
+and ``docs/performance.json``; ``--quick`` shrinks every row (small volume and widths, one repeat) to check the
+structure, and writes to ``--output-dir`` instead when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import autoinpainting_speed  # noqa: E402
+import object_removal_speed  # noqa: E402
+from masks import sample_slice  # noqa: E402
+
+from common.bundle_scripts import load_bundle_scripts  # noqa: E402
+
+BUNDLES = ROOT / "bundles"
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+class PeakRSS:
+    """Peak resident set size (MB) above the level at entry, sampled from /proc/self/statm every 5 ms."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def __enter__(self) -> PeakRSS:
+        self.start = self.peak = self._rss()
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(0.005):
+                self.peak = max(self.peak, self._rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.mb = (self.peak - self.start) / 2**20
+
+
+def compare(naive: Callable[[], object], optimised: Callable[[], object], repeats: int) -> dict:
+    """Warm-up (memory measured there), then ``repeats`` interleaved timed calls of each; medians and spread."""
+    with PeakRSS() as memory:
+        naive_out = naive()
+    naive_mb = memory.mb
+    with PeakRSS() as memory:
+        optimised_out = optimised()
+    optimised_mb = memory.mb
+    times: dict[str, list[float]] = {"naive": [], "optimised": []}
+    for _ in range(repeats):
+        for name, function in (("naive", naive), ("optimised", optimised)):
+            start = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - start)
+    ratios = [a / b for a, b in zip(times["naive"], times["optimised"])]
+    return {
+        "naive_out": naive_out,
+        "optimised_out": optimised_out,
+        "naive_s": statistics.median(times["naive"]),
+        "optimised_s": statistics.median(times["optimised"]),
+        "naive_spread_s": [min(times["naive"]), max(times["naive"])],
+        "optimised_spread_s": [min(times["optimised"]), max(times["optimised"])],
+        "ratio_spread": [min(ratios), max(ratios)],
+        "repeats": repeats,
+        "naive_peak_mb": naive_mb,
+        "peak_mb": optimised_mb,
+    }
+
+
+def psnr(output: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> float:
+    mse = float(((output.float() - reference.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
+
+
+def native_bf16() -> bool:
+    """Whether the CPU has native bf16 (AVX512-BF16 or AMX): elsewhere bf16 autocast is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+# ----------------------------------------------------------------------------------------------- 3-D
+def volume_3d(quick: bool) -> torch.Tensor:
+    """A test subject's T1 of the sample cohort (MNI grid, 182x218x182), scaled to [0, 1], (1, 1, D, H, W)."""
+    import nibabel as nib
+
+    import common.data
+
+    root = common.data.build_sample_data()
+    entry = json.loads((root / "datalist_3d.json").read_text(encoding="utf-8"))["test"][0]
+    volume = np.asarray(nib.load(str(root / entry["image_ms"])).get_fdata(), np.float32)
+    volume = np.clip(volume / np.percentile(volume, 99.5), 0, 1)
+    if quick:
+        volume = volume[40:104, 40:104, 40:104]
+    return torch.from_numpy(np.ascontiguousarray(volume))[None, None]
+
+
+def optimise_3d(network: torch.nn.Module, example: torch.Tensor, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The fast CPU path: channels_last_3d, the traced graph frozen (BatchNorm folded, oneDNN layouts),
+    inference_mode; bf16 autocast only with native bf16."""
+    network = network.to(memory_format=torch.channels_last_3d)
+    example = example.to(memory_format=torch.channels_last_3d)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        frozen = torch.jit.optimize_for_inference(torch.jit.trace(network, example, check_trace=False))
+
+    def run(volume: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return frozen(volume.to(memory_format=torch.channels_last_3d)).float().contiguous()
+
+    return run
+
+
+def row_3d(quick: bool, repeats: int, budget_s: float) -> list[dict]:
+    from monai.bundle import ConfigParser
+
+    bundle = BUNDLES / "blind_lesion_inpainting_3d"
+    networks = load_bundle_scripts(bundle).networks
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    demo = {k: v for k, v in parser["network_def"].items() if k != "_target_"}
+    volume = volume_3d(quick)
+    bf16 = native_bf16()
+    rows = []
+    widths = [("shipped weights", demo["filters"])] + ([] if quick else [("paper width 40, random", 40)])
+    for label, filters in widths:
+        torch.manual_seed(0)
+        network = networks.SpaceToDepthUNet3D(**{**demo, "filters": filters}).eval()
+        if filters == demo["filters"]:
+            state = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+            network.load_state_dict(state)
+
+        def naive(network=network) -> torch.Tensor:
+            with torch.no_grad():
+                return network(volume)
+
+        fast = optimise_3d(network, volume, bf16)
+        start = time.perf_counter()
+        naive()
+        one = time.perf_counter() - start
+        count = max(1, min(repeats, int(budget_s / (2 * one))))
+        result = compare(naive, lambda fast=fast: fast(volume), count)
+        a, b = result.pop("naive_out"), result.pop("optimised_out")
+        base, new = psnr(a.clamp(0, 1), volume), psnr(b.clamp(0, 1), volume)
+        rows.append(
+            {
+                "bundle": "blind_lesion_inpainting_3d",
+                "variant": f"{label}, filters {filters}",
+                "unit": f"one 3-D volume {'x'.join(map(str, volume.shape[2:]))}",
+                "naive": "fp32, no_grad",
+                "optimised": "inference_mode + channels_last_3d + frozen graph"
+                + (" + bf16 autocast" if bf16 else " (fp32: no native bf16 on this CPU)"),
+                "max_abs_diff": float((a - b).abs().max()),
+                "metric": "PSNR vs input (dB)",
+                "metric_naive": base,
+                "metric_optimised": new,
+                "metric_delta": new - base,
+                **result,
+            }
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- autoinpainting
+def row_autoinpainting(quick: bool, repeats: int) -> list[dict]:
+    from monai.bundle import ConfigParser
+    from monai.transforms import LoadImage
+
+    import common.data
+    from common.networks import GatedUNet
+
+    bundle = BUNDLES / "autoinpainting_tumor_segmentation"
+    scripts = autoinpainting_speed.autoinpainting
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    search = dict(parser["search"])
+    threshold = float(parser["threshold"])
+    network = GatedUNet(channels=list(parser["channels"]))
+    network.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
+    network.eval()
+    item = autoinpainting_speed.load_slices(1)[0]
+    # the pixel spacing of that slice (load_slices drops the affine): the largest-tumour test slice
+    root = common.data.build_sample_data()
+    entries = json.loads((root / "datalist_2d.json").read_text(encoding="utf-8"))["test"]
+    entry = max((e for e in entries if e["tumour_pixels"] > 0), key=lambda e: e["tumour_pixels"])
+    spacing = scripts.pixel_spacing(LoadImage(image_only=True)(str(root / entry["image_tumour"])))
+    image, ooi, label = item["image"], item["ooi"], item["label"]
+    if quick:
+        image, ooi, label = image[:, ::2, ::2].contiguous(), ooi[::2, ::2], label[:, ::2, ::2]
+        spacing *= 2
+    base = {k: v for k, v in search.items() if not k.startswith("_")}
+    naive_search = scripts.AutoInpainter(**scripts.search_in_pixels(spacing, **{**base, "batch_size": 1, "crop_size_mm": None}))
+    fast_options = {"batch_size": 64, "crop_size_mm": 64.0 if not quick else 80.0, "rescore_top": 8}
+    fast_search = scripts.AutoInpainter(**scripts.search_in_pixels(spacing, **{**base, **fast_options}))
+
+    def segment(result) -> torch.Tensor:
+        return scripts.segment_residual(scripts.residual_volume(image, result.inpainted), threshold)
+
+    result = compare(
+        lambda: naive_search.inpaint_slice(network, image, ooi),
+        lambda: fast_search.inpaint_slice(network, image, ooi),
+        repeats,
+    )
+    a, b = result.pop("naive_out"), result.pop("optimised_out")
+    dice_a, dice_b = autoinpainting_speed.dice(segment(a), label), autoinpainting_speed.dice(segment(b), label)
+    return [
+        {
+            "bundle": "autoinpainting_tumor_segmentation",
+            "variant": f"shipped weights, {len(a.circles)} circles, {spacing:.3f} mm pixels",
+            "unit": f"one 2-D slice {image.shape[1]}x{image.shape[2]}",
+            "naive": "1 circle per pass, whole slice",
+            "optimised": f"{fast_options['batch_size']} circles per pass, {fast_options['crop_size_mm']:g} mm crop windows, "
+            f"top {fast_options['rescore_top']} rescored on the whole slice",
+            "max_abs_diff": float((a.inpainted - b.inpainted).abs().max()),
+            "same_top_circles": bool(np.array_equal(np.sort(a.top), np.sort(b.top))),
+            "metric": "Dice vs tumour label",
+            "metric_naive": dice_a,
+            "metric_optimised": dice_b,
+            "metric_delta": dice_b - dice_a,
+            **result,
+        }
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- object removal
+def freeze_object_removal(network: torch.nn.Module, size: list[int]) -> torch.nn.Module:
+    """A copy of the pipeline whose segmenter and three generators are traced and frozen (same maths)."""
+    import copy
+
+    fast = copy.deepcopy(network).eval()
+    channels = fast.inpainter.image_channels
+    classes = fast.inpainter.num_classes
+    with torch.no_grad():
+        fast.segmenter = torch.jit.optimize_for_inference(
+            torch.jit.trace(fast.segmenter, torch.rand(1, channels, *size), check_trace=False)
+        )
+        for name in ("edge_net", "segmap_net", "image_net"):
+            generator = getattr(fast.inpainter, name)
+            example = torch.rand(1, generator.in_channels, *size)
+            setattr(
+                fast.inpainter,
+                name,
+                torch.jit.optimize_for_inference(torch.jit.trace(generator, example, check_trace=False)),
+            )
+    assert classes == fast.inpainter.num_classes
+    return fast
+
+
+def row_object_removal(quick: bool, repeats: int) -> list[dict]:
+    network, size = object_removal_speed.build("demo" if quick else "paper")
+    x = object_removal_speed.sample_input(size)
+    fast = freeze_object_removal(network, size)
+
+    def naive() -> torch.Tensor:
+        with torch.no_grad():
+            return network(x)
+
+    def optimised() -> torch.Tensor:
+        with torch.inference_mode():
+            return fast(x)
+
+    result = compare(naive, optimised, repeats)
+    a, b = result.pop("naive_out"), result.pop("optimised_out")
+    image = x[:, :1]
+    base, new = psnr(a, image), psnr(b, image)
+    return [
+        {
+            "bundle": "mask_optimized_object_removal",
+            "variant": f"{'demo' if quick else 'paper'} width, seeded random weights",
+            "unit": f"one image {size[0]}x{size[1]}",
+            "naive": "today's path: no_grad forward of the pipeline",
+            "optimised": "inference_mode + segmenter and generators frozen (jit.trace + optimize_for_inference)",
+            "max_abs_diff": float((a - b).abs().max()),
+            "metric": "PSNR vs input (dB)",
+            "metric_naive": base,
+            "metric_optimised": new,
+            "metric_delta": new - base,
+            **result,
+        }
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- training steps
+def training_setups(quick: bool) -> dict[str, tuple]:
+    """Per 2-D bundle: (network_def of train.json, batch size, image size, mask transform as in train.json)."""
+    from monai.bundle import ConfigParser
+
+    from common.transforms import FreeFormMaskd, IrregularMaskd, PseudoSegmentMaskd, SquareMaskd
+
+    setups = {}
+    for name in (
+        "autoinpainting_tumor_segmentation",
+        "ipa_medgan",
+        "mask_optimized_object_removal",
+        "shape_aware_mask_inpainting",
+    ):
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES / name / "configs" / "train.json"))
+        parser["bundle_root"] = str(BUNDLES / name)
+        config = parser.get_parsed_content
+        if name == "autoinpainting_tumor_segmentation":
+            transform = IrregularMaskd("image", coverage_range=config("hole_coverage"), masked_key=None)
+            network = config("network_def")
+        elif name == "ipa_medgan":
+            transform = SquareMaskd("image", side=config("square_side"), fill_value=config("fill_value"))
+            network = config("network_def")
+        elif name == "mask_optimized_object_removal":
+            transform = FreeFormMaskd("image", masked_key=None, width_range=config("random_mask_width"))
+            network = config("inpainter")  # the trained networks: segmenter and inpainter
+        else:
+            mask = config("mask_config")
+            transform = PseudoSegmentMaskd(
+                "image",
+                position=mask["position"],
+                shape=mask["shape"],
+                weighting=mask["weighting"],
+                num_segments=mask["num_segments"],
+                perturb_px=mask["perturb_px"],
+                masked_key=None,
+            )
+            network = config("network_def")
+        size = 64 if quick else 256
+        batch = 2 if quick else int(parser["batch_size"])
+        setups[name] = (network, batch, size, transform)
+    return setups
+
+
+def training_step(network: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> Callable[[], None]:
+    """One forward/backward/Adam step of ``network`` on masked images (input channels filled with the masked
+    image, the mask and, for the object-removal inpainter, edges and a segmentation map); L1 of its output."""
+    optimiser = torch.optim.Adam(network.parameters(), 1e-4)
+    network.train()
+
+    def step() -> None:
+        optimiser.zero_grad()
+        masked = images * (1 - masks)
+        if hasattr(network, "edge_net"):  # EdgeConnectInpainter
+            segmap = torch.softmax(torch.rand(images.shape[0], network.num_classes, *images.shape[2:]), 1)
+            output = network(images, masks, (images > 0.5).float(), segmap)["image_raw"]
+        else:
+            first = next(p for p in network.parameters() if p.dim() == 4)
+            extra = first.shape[1] - images.shape[1]
+            output = network(torch.cat([masked] + [masks] * extra, 1) if extra > 0 else masked)
+        if isinstance(output, (list, tuple)):
+            output = output[0]
+        if isinstance(output, dict):
+            output = next(iter(output.values()))
+        torch.nn.functional.l1_loss(output[:, : images.shape[1]], images).backward()
+        optimiser.step()
+
+    return step
+
+
+def rows_training(quick: bool, repeats: int) -> list[dict]:
+    image = torch.from_numpy(sample_slice())[None]
+    rows = []
+    for name, (network, batch, size, transform) in training_setups(quick).items():
+        item = torch.nn.functional.interpolate(image[None], size=(size, size), mode="area")[0]
+        if hasattr(transform, "set_random_state"):
+            transform.set_random_state(0)
+        transform({"image": item.clone()})  # fills caches (pseudo segments)
+
+        def sample_masks(transform=transform, item=item, batch=batch) -> torch.Tensor:
+            masks = []
+            for _ in range(batch):
+                out = transform({"image": item.clone()})
+                mask = next(v for k, v in out.items() if "mask" in k)
+                masks.append(torch.as_tensor(np.asarray(mask), dtype=torch.float32).reshape(1, size, size))
+            return torch.stack(masks)
+
+        images = item[None].repeat(batch, 1, 1, 1)
+        masks = sample_masks()
+        step = training_step(network, images, masks)
+
+        def with_masks(step=step, sample_masks=sample_masks) -> None:
+            sample_masks()
+            step()
+
+        result = compare(step, with_masks, repeats)
+        result.pop("naive_out"), result.pop("optimised_out")
+        sampling = [sample_masks] * 5
+        sample_s = statistics.median(_time(f) for f in sampling)
+        rows.append(
+            {
+                "bundle": f"{name} training step",
+                "variant": f"{type(transform).__name__}, batch {batch}, train.json network",
+                "unit": f"one training step, batch {batch} x {size}x{size}",
+                "naive": "training step alone",
+                "optimised": "training step + mask sampling (in the loop)",
+                "max_abs_diff": 0.0,
+                "metric": "mask sampling / step",
+                "metric_naive": 0.0,
+                "metric_optimised": sample_s / result["naive_s"],
+                "metric_delta": sample_s / result["naive_s"],
+                "mask_sampling_s": sample_s,
+                "mask_fraction": sample_s / result["naive_s"],
+                **result,
+            }
+        )
+    return rows
+
+
+def _time(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------------- report
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
+        return head.stdout.strip() + (" (uncommitted changes in the tree)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| bundle | unit | naive | optimised | naive s (min-max) | optimised s (min-max) | ratio (min-max) | repeats "
+        "| max abs diff | metric: naive -> optimised (delta) | peak MB naive / optimised |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['bundle']} ({r['variant']}) | {r['unit']} | {r['naive']} | {r['optimised']} "
+            f"| {r['naive_s']:.3f} ({r['naive_spread_s'][0]:.3f}-{r['naive_spread_s'][1]:.3f}) "
+            f"| {r['optimised_s']:.3f} ({r['optimised_spread_s'][0]:.3f}-{r['optimised_spread_s'][1]:.3f}) "
+            f"| {r['ratio']:.2f}x ({r['ratio_spread'][0]:.2f}-{r['ratio_spread'][1]:.2f}) | {r['repeats']} "
+            f"| {r['max_abs_diff']:.2e} | {r['metric']}: {r['metric_naive']:.4f} -> {r['metric_optimised']:.4f} "
+            f"({r['metric_delta']:+.4f}) | {r['naive_peak_mb']:.0f} / {r['peak_mb']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs and widths, one repeat (structure check)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget-3d", type=float, default=300.0, help="seconds per 3-D width for the timed repeats")
+    parser.add_argument("--only", nargs="+", choices=["3d", "autoinpainting", "object_removal", "training"])
+    parser.add_argument("--output-dir", default=None, help="where performance.md/json go (default docs/)")
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    torch.set_num_threads(args.threads)
+    command = "python benchmarks/run_all.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    load_before = os.getloadavg()
+    started = time.time()
+    sections = {
+        "3d": lambda: row_3d(args.quick, repeats, args.budget_3d),
+        "autoinpainting": lambda: row_autoinpainting(args.quick, repeats),
+        "object_removal": lambda: row_object_removal(args.quick, repeats),
+        "training": lambda: rows_training(args.quick, repeats),
+    }
+    rows = []
+    for key, function in sections.items():
+        if args.only and key not in args.only:
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
+        for row in function():
+            row["ratio"] = row["naive_s"] / row["optimised_s"]
+            row["threads"] = args.threads
+            rows.append(row)
+    load_after = os.getloadavg()
+    text = table(rows)
+    print(text)
+    header = [
+        "# Speed on CPU: every pipeline against its naive form (issue #20)",
+        "",
+        f"- command: `{command.strip()}`",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; commit {commit()}",
+        f"- CPU: {cpu_model()} ({os.cpu_count()} cores visible), torch {torch.__version__}, "
+        f"{args.threads} threads (torch.set_num_threads); native bf16: {native_bf16()}",
+        f"- load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; after: "
+        f"{', '.join(f'{x:.2f}' for x in load_after)} (a shared machine: absolute times are noisy, ratios are "
+        "measured with naive and optimised interleaved)",
+        f"- wall time of the run: {time.time() - started:.0f} s; times are medians over the repeats after one "
+        "warm-up call each, (min-max) the spread; ratio spread is over paired repeats",
+        "- peak MB: resident set size sampled every 5 ms, peak minus the level before the (warm-up) call",
+        "",
+        text,
+        "",
+    ]
+    out_dir = Path(args.output_dir) if args.output_dir else ROOT / "docs"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "performance.md").write_text("\n".join(header), encoding="utf-8")
+    (out_dir / "performance.json").write_text(json.dumps(rows, indent=1, default=float), encoding="utf-8")
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()
