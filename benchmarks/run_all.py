@@ -385,17 +385,29 @@ def training_step(network: torch.nn.Module, images: torch.Tensor, masks: torch.T
     image, the mask and, for the object-removal inpainter, edges and a segmentation map); L1 of its output."""
     optimiser = torch.optim.Adam(network.parameters(), 1e-4)
     network.train()
+    edges = (images > 0.5).float()
+
+    def inputs(masked: torch.Tensor, extra: int) -> torch.Tensor:
+        return torch.cat([masked, masks, edges, masks][: 1 + extra], 1)
+
+    extra = 0
+    if not hasattr(network, "edge_net"):
+        for extra in range(4):  # input channels: masked image, then mask, edge map (as the bundle's network asks)
+            try:
+                with torch.no_grad():
+                    network(inputs(images[:1] * 0, extra)[:1])
+                break
+            except (ValueError, RuntimeError):
+                continue
 
     def step() -> None:
         optimiser.zero_grad()
         masked = images * (1 - masks)
         if hasattr(network, "edge_net"):  # EdgeConnectInpainter
             segmap = torch.softmax(torch.rand(images.shape[0], network.num_classes, *images.shape[2:]), 1)
-            output = network(images, masks, (images > 0.5).float(), segmap)["image_raw"]
+            output = network(images, masks, edges, segmap)["image_raw"]
         else:
-            first = next(p for p in network.parameters() if p.dim() == 4)
-            extra = first.shape[1] - images.shape[1]
-            output = network(torch.cat([masked] + [masks] * extra, 1) if extra > 0 else masked)
+            output = network(inputs(masked, extra))
         if isinstance(output, (list, tuple)):
             output = output[0]
         if isinstance(output, dict):
