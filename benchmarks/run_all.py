@@ -374,8 +374,8 @@ def training_setups(quick: bool) -> dict[str, tuple]:
                 masked_key=None,
             )
             network = config("network_def")
-        size = 64 if quick else 256
-        batch = 2 if quick else int(parser["batch_size"])
+        size = 256  # the bundles' working size (the autoinpainting U-Net's 8 levels need 128+)
+        batch = 2 if quick else int(parser["batch_size"])  # BatchNorm at 1x1 needs 2+
         setups[name] = (network, batch, size, transform)
     return setups
 
@@ -392,13 +392,15 @@ def training_step(network: torch.nn.Module, images: torch.Tensor, masks: torch.T
 
     extra = 0
     if not hasattr(network, "edge_net"):
+        network.eval()
         for extra in range(4):  # input channels: masked image, then mask, edge map (as the bundle's network asks)
             try:
                 with torch.no_grad():
-                    network(inputs(images[:1] * 0, extra)[:1])
+                    network(inputs(images, extra)[:1])
                 break
             except (ValueError, RuntimeError):
                 continue
+        network.train()
 
     def step() -> None:
         optimiser.zero_grad()
