@@ -52,8 +52,9 @@ class ToModelGridd(MapTransform):
     A 2-D model trained on 2 mm RAS slices sees 2 mm RAS slices, whatever the user's scan: the axes are reordered
     and flipped to ``axcodes`` (MONAI ``Orientation``), the pixels resampled to ``spacing`` (``Spacing``,
     bilinear), then zero-padded to at least ``min_size`` and to a multiple of ``divisible`` (for networks with
-    a fixed input or pooling depth). A mask is resampled bilinearly and every pixel it touches is hole, so the hole
-    on the model grid covers the user's hole entirely; a label map (``label_keys``, e.g. the organ of interest) is
+    a fixed input or pooling depth). A mask is dilated by half the downsampling factor first (max filter), resampled
+    bilinearly and every pixel it reaches is hole, so the hole on the model grid covers the user's hole entirely
+    (a one-pixel hole included); a label map (``label_keys``, e.g. the organ of interest) is
     resampled nearest-neighbour. MONAI keeps the affine of every step, so
     ``ResampleToMatchd(keys="pred", key_dst=<the original image>)`` maps the output back exactly (see
     ``CompositeToInputd``). ``spacing=None`` keeps the input's spacing (orientation and padding only).
@@ -88,6 +89,8 @@ class ToModelGridd(MapTransform):
             if not isinstance(image, MetaTensor):
                 raise ValueError(f"{key}: the model grid needs the image's affine (a MetaTensor from LoadImaged)")
             image = self.orientation(image)
+            if key in self.mask_keys and self.spacing is not None:
+                image = _dilate_for_downsampling(image.float(), self.spacing.pixdim)
             if self.spacing is not None:
                 image = self.spacing(image.float(), mode="nearest" if key in self.label_keys else "bilinear")
             if key in self.mask_keys:
@@ -125,6 +128,7 @@ class RestrictToRegiond(MapTransform):
                 return d
             raise KeyError(f"no {self.region_key!r} mask in the data to restrict the image to")
         region = torch.as_tensor(d[self.region_key]) != 0
+        region = region.as_tensor() if isinstance(region, MetaTensor) else region  # the image keeps its own meta
         for key in self.key_iterator(d):
             if tuple(region.shape[1:]) != tuple(d[key].shape[1:]):
                 raise ValueError(
@@ -135,3 +139,22 @@ class RestrictToRegiond(MapTransform):
                 raise ValueError(f"the {self.region_key!r} mask is empty")
             d[key] = torch.where(region, d[key], torch.as_tensor(self.outside_value, dtype=d[key].dtype))
         return d
+
+
+def _dilate_for_downsampling(mask: MetaTensor, target: Sequence[float]) -> MetaTensor:
+    """``mask`` (C, *spatial) max-filtered over ``ceil(factor / 2)`` pixels per axis, ``factor`` = target spacing /
+    the mask's spacing (only where > 1): every hole pixel is then within reach of a sample point of the coarser
+    grid, which bilinear resampling alone can step over."""
+    import math
+
+    import torch.nn.functional as F
+
+    dims = mask.ndim - 1
+    current = np.linalg.norm(np.asarray(mask.affine, np.float64)[:dims, :dims], axis=0)
+    reach = [math.ceil(t / c / 2) if t > c * (1 + 1e-6) else 0 for t, c in zip(target, current)]
+    if not any(reach):
+        return mask
+    pool = {2: F.max_pool2d, 3: F.max_pool3d}[dims]
+    kernel = tuple(2 * r + 1 for r in reach)
+    dilated = pool(mask.as_tensor()[None], kernel, stride=1, padding=tuple(reach))[0]
+    return MetaTensor(dilated, meta=mask.meta, applied_operations=mask.applied_operations)
