@@ -23,7 +23,7 @@ from harness import REPO, config_list
 FILL_BUNDLES = ("autoinpainting_tumor_segmentation", "ipa_medgan")
 #: bundles whose fill route puts the slice on the model's grid (ToModelGridd): orientation and spacing of the
 #: input do not change the answer
-MODEL_GRID_BUNDLES = ("autoinpainting_tumor_segmentation", "shape_aware_mask_inpainting")
+MODEL_GRID_BUNDLES = ("autoinpainting_tumor_segmentation", "ipa_medgan", "shape_aware_mask_inpainting")
 #: each bundle's route for a user's own mask: its configs and the postfix of the file it writes
 ROUTES = {
     "autoinpainting_tumor_segmentation": (("inference.json", "fill.json"), "filled"),
