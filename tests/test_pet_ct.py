@@ -293,3 +293,30 @@ def test_prepare_pet_ct_subject_writes_suv_and_windowed_ct_slices_and_a_datalist
     write_pet_series(tmp_path / "pet_no_weight", pet, slope=0.5, header=bad, spacing=4.0)
     with pytest.raises(ValueError, match="PatientWeight"):
         pet_ct.prepare_pet_ct_subject(tmp_path / "ct", tmp_path / "pet_no_weight", out, "p3", **kwargs)
+
+
+def test_prepare_ct_alone_writes_one_channel_windowed_slices(tmp_path):
+    """CT without PET (``--modality ct``, no ``--pet``): one-channel lung-windowed slices, the lung-field OOI
+    fallback; asking for a PET channel without a PET series is refused by name."""
+    from monai.data import load_decathlon_datalist
+    from monai.transforms import EnsureChannelFirstd, LoadImaged
+
+    phantom, _ = chest_phantom()
+    ct_hu = np.repeat(phantom[None], 3, axis=0)  # (z, y, x)
+    image = sitk.GetImageFromArray(ct_hu.astype(np.int16))
+    image.SetSpacing((1.0, 1.0, 2.0))
+    sitk.WriteImage(image, str(tmp_path / "ct.nii.gz"))
+    out = tmp_path / "slices"
+    entries = pet_ct.prepare_pet_ct_subject(tmp_path / "ct.nii.gz", None, out, "c1", "test", modality="ct",
+                                            size=(64, 64))
+    assert [e["slice_z"] for e in entries] == [0, 1, 2]
+    assert pet_ct.datalist_channels(out / "datalist.json") == 1
+    entry = load_decathlon_datalist(out / "datalist.json", False, "test")[0]
+    data = EnsureChannelFirstd(["image", "ooi"])(LoadImaged(["image", "ooi"], image_only=True)(entry))
+    assert data["image"].shape[0] == 1
+    # lung window [-1000, 500] HU: the -850 HU lungs at 0.1, the 40 HU body at 1040 / 1500
+    values = data["image"][0].numpy().ravel()
+    assert np.isclose(values, 0.1, atol=1e-5).any() and np.isclose(values, 1040 / 1500, atol=1e-5).any()
+    assert data["ooi"].sum() > 0
+    with pytest.raises(ValueError, match="needs a PET series"):
+        pet_ct.prepare_pet_ct_subject(tmp_path / "ct.nii.gz", None, out, "c2", "test")

@@ -367,7 +367,7 @@ def _save_slice(path: Path, channels: Sequence[np.ndarray], affine: np.ndarray, 
 
 def prepare_pet_ct_subject(
     ct: str | Path,
-    pet: str | Path,
+    pet: str | Path | None,
     output_dir: str | Path,
     subject: str,
     split: str = "training",
@@ -389,7 +389,7 @@ def prepare_pet_ct_subject(
     CT when it differs); without ``ooi``, ``ooi_fallback`` (default: ``"lung"`` for site lung, else
     ``"foreground"``) is computed from the CT in HU. Only slices that contain the OOI are written. For the
     ``training`` and ``validation`` splits (healthy slices for the inpainting network) slices with a tumour
-    label are left out; ``test`` keeps every OOI slice.
+    label are left out; ``test`` keeps every OOI slice. CT alone: ``pet`` None with ``modality="ct"``.
 
     Writes ``<subject>/z###_image.nii.gz`` (channels of ``modality``: ``ct``, ``pet`` or ``pet_ct`` = CT
     then PET), ``z###_ooi.nii.gz`` and, with a label, ``z###_label.nii.gz``; the datalist entries are
@@ -407,11 +407,12 @@ def prepare_pet_ct_subject(
     if not subject or Path(subject).name != subject:
         raise ValueError(f"subject must be a plain name (it becomes a folder), got {subject!r}.")
     ooi_fallback = ooi_fallback or ("lung" if site == "lung" else "foreground")
-    if not Path(pet).is_dir():
+    if pet is None and "pet" in MODALITY_CHANNELS[modality]:
+        raise ValueError(f"modality {modality!r} needs a PET series; for CT alone use modality 'ct'.")
+    if pet is not None and not Path(pet).is_dir():
         raise ValueError(f"PET must be a DICOM series folder (SUV needs its headers), got {pet}.")
 
     ct_image = read_volume(ct)
-    suv_on_ct = resample_to_reference(read_pet_suv(pet, time_reference), ct_image, order=3)
     ct_hu = _xyz(ct_image)
     if ooi is not None:
         ooi_mask = _mask_on_grid(ooi, ct_image, "organ-of-interest")
@@ -425,10 +426,10 @@ def prepare_pet_ct_subject(
         )
     label_mask = _mask_on_grid(label, ct_image, "tumour", allow_empty=True) if label is not None else None
 
-    planes = {
-        "ct": axial_slices(np.asarray(window_to_unit(ct_hu, site)), size),
-        "pet": axial_slices(np.asarray(window_to_unit(_xyz(suv_on_ct), suv_range)), size),
-    }
+    planes = {"ct": axial_slices(np.asarray(window_to_unit(ct_hu, site)), size)}
+    if "pet" in MODALITY_CHANNELS[modality]:
+        suv_on_ct = resample_to_reference(read_pet_suv(pet, time_reference), ct_image, order=3)
+        planes["pet"] = axial_slices(np.asarray(window_to_unit(_xyz(suv_on_ct), suv_range)), size)
     ooi_planes = axial_slices(ooi_mask, size, order=0) > 0.5
     label_planes = axial_slices(label_mask, size, order=0) > 0.5 if label_mask is not None else None
 

@@ -21,7 +21,8 @@ def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description="PET/CT -> [0, 1] axial NIfTI slices + decathlon datalist.")
     parser.add_argument("--ct", required=True, help="CT DICOM series folder or NIfTI file (HU)")
     parser.add_argument(
-        "--pet", required=True, help="PET DICOM series folder (Bq/ml with the SUV header fields)"
+        "--pet", default=None, help="PET DICOM series folder (Bq/ml with the SUV header fields); omit for CT alone "
+        "(--modality ct)"
     )
     parser.add_argument("--output_dir", required=True, help="slices go to <output_dir>/<subject>/")
     parser.add_argument("--subject", required=True, help="subject id (folder name); re-running replaces it")
