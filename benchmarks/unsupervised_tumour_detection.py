@@ -196,10 +196,7 @@ def _stack(entries: list[dict], key: str, folder: Path) -> np.ndarray:
 
 
 def _panel(path: Path, image, truth, residual, threshold_map, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from common.figures import save_panel_row
 
     panels = [
         ("slice (bundle's scaling)", image, "gray", (0, 1)),
@@ -207,16 +204,7 @@ def _panel(path: Path, image, truth, residual, threshold_map, title: str) -> Non
         ("autoinpainting residual", residual, "magma", (0, 0.5)),
         ("best intensity threshold", threshold_map, "gray", (0, 1)),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(10, 3.6))
-    for ax, (name, data, cmap, (vmin, vmax)) in zip(axes, panels):
-        ax.imshow(np.rot90(data), cmap=cmap, vmin=vmin, vmax=vmax)
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_panel_row(path, panels, title, width=2.5, height=3.6, fontsize=9)
 
 
 def _fmt(value) -> str:

@@ -109,6 +109,16 @@ def tensorboard_tags(log_dir: Path) -> tuple[set[str], set[str]]:
     return scalars, images
 
 
+def load_module(path: Path, name: str):
+    """A script that is not a package module (``benchmarks/*.py``, ``tools/*.py``), imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def find_bundles(root: Path = REPO / "bundles") -> list[Path]:
     """Every folder of ``bundles/`` that has a ``configs`` folder: new bundles are picked up automatically."""
     return sorted(p for p in root.iterdir() if (p / "configs").is_dir()) if root.is_dir() else []

@@ -1,11 +1,11 @@
 """The answer check of tools/monailabel_check.py (the MONAI Label server run itself needs its own venv)."""
 
-import importlib.util
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from harness import load_module
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "monailabel_check.py"
 METADATA = {"network_data_format": {"outputs": {"pred": {
@@ -14,10 +14,7 @@ METADATA = {"network_data_format": {"outputs": {"pred": {
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("monailabel_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.check_answer
+    return load_module(SCRIPT, "monailabel_check").check_answer
 
 
 def save(path: Path, array: np.ndarray) -> Path:

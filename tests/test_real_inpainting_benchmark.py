@@ -3,25 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 IXI = REPO.parent / "shared" / "data" / "ixi_t1_2mm"
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("real_inpainting", REPO / "benchmarks" / "real_inpainting.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_module(REPO / "benchmarks" / "real_inpainting.py", "real_inpainting")
 
 
 def _hole(shape=(24, 30)) -> np.ndarray:

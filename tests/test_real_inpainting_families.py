@@ -4,11 +4,11 @@ slices is deterministic by seed, inside the brain, non-empty and within the fami
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import load_module
 
 from common.data.ixi import IXI_DIR_ENV, default_ixi_dir
 
@@ -19,14 +19,7 @@ needs_ixi = pytest.mark.skipif(
 )
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("real_inpainting_families", REPO / "benchmarks" / "real_inpainting.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_module(REPO / "benchmarks" / "real_inpainting.py", "real_inpainting_families")
 
 
 def test_every_bundle_has_an_own_family():

@@ -285,7 +285,7 @@ class AutoInpainter:
         circles &= region[None]  # holes stay in the organ: skull, chest wall and background are never voided
         holes = torch.as_tensor(circles[:, None], device=image.device)
         scores = self.circle_scores(network, image, holes, centres)
-        if self.crop_size is not None and self.rescore_top is not None and len(scores) > self.rescore_top:
+        if self.crop_size is not None and self.rescore_top is not None:
             # shortlist by the crop scores, then rank the shortlist by whole-slice scores (as the naive search)
             shortlist = np.sort(np.argsort(-scores, kind="stable")[: self.rescore_top])
             scores = scores.copy()

@@ -22,6 +22,7 @@ import torch
 from monai.data import load_decathlon_datalist
 from monai.transforms import Compose, EnsureChannelFirst, LoadImage
 
+from common.figures import save_panel_row
 from common.metrics import BestThresholdDiceMetric, BinaryOverlapMetric
 
 from .adaptation import adapt_to_scan
@@ -126,11 +127,6 @@ def segment_subjects(
 
 def save_panel(path: Path, case: dict, inpainted, residual, details, title: str, threshold: float) -> None:
     """One PNG row: slice, candidate circles (top-k coloured), final mask, inpainted, residual, truth."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     image = case["image"][0].numpy()
     panels = [("slice", image, "gray", None)]
     if details is not None and getattr(details, "circles", None) is not None and len(details.circles):
@@ -156,18 +152,7 @@ def save_panel(path: Path, case: dict, inpainted, residual, details, title: str,
         (f"residual > {threshold}", (residual[0].numpy() > threshold).astype(float), "gray", (0, 1)),
         ("truth", case["label"][0].numpy(), "gray", (0, 1)),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.8))
-    for ax, (name, data, cmap, limits) in zip(axes, panels):
-        ax.imshow(
-            np.rot90(data), cmap=cmap, **({} if limits is None else {"vmin": limits[0], "vmax": limits[1]})
-        )
-        ax.set_title(name, fontsize=8)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_panel_row(path, panels, title)
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:
