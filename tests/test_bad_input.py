@@ -88,23 +88,23 @@ for _bundle, (_dims, _mask, _, _) in LAYOUT.items():
             ValueError,
             "the mask's geometry differs from the image",
         )
-EXPECTED["autoinpainting_tumor_segmentation", "wrong dimensionality"] = (
-    ValueError,
-    "this bundle expects a 2-D slice (C, H, W) (channel first), got shape (1, 64, 64, 8)",
-)
-EXPECTED["blind_lesion_inpainting_3d", "empty mask"] = (
-    ValueError,
-    "the mask is empty (no non-zero voxel): nothing to inpaint; for a lesion-free subject set allow_empty_mask true",
-)
-EXPECTED["shape_aware_mask_inpainting", "wrong dimensionality"] = (
-    ValueError,
-    "this 2D model needs one slice",
-)
-EXPECTED["autoinpainting_tumor_segmentation", "all-zero image"] = (
-    "runs: empty segmentation, and a warning 'skipped slice <file>: the image is constant'"
-)
-EXPECTED["autoinpainting_tumor_segmentation", "all-ones mask"] = (
-    "runs: an all-ones organ-of-interest mask is valid (the whole image is the organ)"
+# where a route's answer differs from the rule above
+AUTO, BLIND, SHAPE = "autoinpainting_tumor_segmentation", "blind_lesion_inpainting_3d", "shape_aware_mask_inpainting"
+EXPECTED.update(
+    {
+        (AUTO, "wrong dimensionality"): (
+            ValueError,
+            "this bundle expects a 2-D slice (C, H, W) (channel first), got shape (1, 64, 64, 8)",
+        ),
+        (BLIND, "empty mask"): (
+            ValueError,
+            "the mask is empty (no non-zero voxel): nothing to inpaint; for a lesion-free subject set "
+            "allow_empty_mask true",
+        ),
+        (SHAPE, "wrong dimensionality"): (ValueError, "this 2D model needs one slice"),
+        (AUTO, "all-zero image"): "runs: empty segmentation, and a warning 'skipped slice <file>: the image is constant'",
+        (AUTO, "all-ones mask"): "runs: an all-ones organ-of-interest mask is valid (the whole image is the organ)",
+    }
 )
 PARAMS = [(bundle, case) for bundle in LAYOUT for case in CASES]
 
