@@ -88,7 +88,7 @@ def test_quick_run_writes_one_record_per_row_with_the_issue_keys(tmp_path):
     keys = {"bundle", "unit", "naive_s", "optimised_s", "ratio", "max_abs_diff", "metric_delta", "peak_mb", "threads"}
     assert all(keys <= set(r) for r in records)
     bundles = [r["bundle"] for r in records]
-    assert len(bundles) == len(set(bundles)) == 7
+    assert len(bundles) == len(set(bundles)) == 9  # 3-D shipped width; 2 autoinpainting, 2 object removal; 4 steps
     assert {b.split(" ")[0] for b in bundles} == {
         "blind_lesion_inpainting_3d",
         "autoinpainting_tumor_segmentation",

@@ -42,10 +42,12 @@ def slice_datalist(datalist_file: str, split: str, limit: int | None = None) -> 
 
 
 def lesion_slice_datalist(datalist_file: str, split: str = "test") -> list[dict[str, str]]:
-    """``{"image", "mask"}`` records of the sample cohort's 2D slices with MS-like lesions, the lesion as the hole
-    (inference's default data)."""
+    """``{"image", "mask", "brain"}`` records of the sample cohort's 2D slices with MS-like lesions, the lesion as
+    the hole and the brain mask to skull-strip the slice as the weights were trained (inference's default data)."""
     entries = load_decathlon_datalist(datalist_file, False, split)
-    return [{"image": e["image_ms"], "mask": e["label_ms"]} for e in entries if e["ms_pixels"] > 0]
+    return [
+        {"image": e["image_ms"], "mask": e["label_ms"], "brain": e["brain"]} for e in entries if e["ms_pixels"] > 0
+    ]
 
 
 class Ensure2Dd(MapTransform):
