@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import load_module
 from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,15 +17,7 @@ needs_ixi = pytest.mark.skipif(
 )
 
 
-def _load_benchmark():
-    path = REPO / "benchmarks" / "abnormal_wm_detection.py"
-    spec = importlib.util.spec_from_file_location("abnormal_wm_detection", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_module(REPO / "benchmarks" / "abnormal_wm_detection.py", "abnormal_wm_detection")
 
 
 def test_detection_rate_counts_lesions_with_a_tenth_of_their_voxels_and_skips_fragments():
