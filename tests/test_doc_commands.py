@@ -10,7 +10,8 @@ placeholders expand to every bundle. Then each recorded command is checked:
 * inference on the shipped weights runs (through fire and ``monai.bundle.scripts.run``, as the command line
   does), on the first sample case (``--dataset#data``), with its outputs in a temporary folder, and writes the
   output files the bundle's docs name;
-* packing runs, ``python -m common.data`` runs, bundle scripts accept their options (``--help``);
+* packing runs, ``python -m common.data`` runs, bundle scripts, ``common.data.*`` builders and benchmarks accept
+  their options (``--help``);
 * training and evaluation at paper scale only parse (above).
 """
 
@@ -315,6 +316,18 @@ def test_other_documented_commands_run_or_accept_their_options(tmp_path, monkeyp
             kinds.add("common.data")
         elif argv[:3] == ["python", "-m", "pytest"]:
             kinds.add("pytest")  # this suite
+        elif argv[:2] == ["python", "-m"] and argv[2].startswith("common.data."):
+            main = importlib.import_module(argv[2]).main  # a data builder: its options, not a (slow) build
+            missing = [o for o in argv[3:] if o.startswith("-") and o not in _help(main)]
+            assert not missing, f"{command}: {argv[2]} --help does not list {missing}"
+            kinds.add("common.data")
+        elif argv[0] == "python" and Path(cwd, argv[1]).parent == REPO / "benchmarks":
+            from harness import load_module
+
+            main = load_module(Path(cwd, argv[1]), Path(argv[1]).stem).main  # a benchmark: its options, not a run
+            missing = [o for o in argv[2:] if o.startswith("-") and o not in _help(main)]
+            assert not missing, f"{command}: {argv[1]} --help does not list {missing}"
+            kinds.add("benchmark")
         elif argv[0] == "python":
             module, options = _bundle_script(command)
             scripts = load_bundle_scripts(module[0])
