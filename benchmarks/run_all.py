@@ -146,6 +146,22 @@ def psnr(output: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0)
     return math.inf if mse == 0 else 10 * math.log10(data_range**2 / mse)
 
 
+def comparison_row(
+    description: dict, max_abs_diff: float, metric: str, naive_value: float, optimised_value: float, result: dict
+) -> dict:
+    """One table record: ``description`` (bundle, variant, unit, naive, optimised, ...), the outputs' largest
+    difference, the quality metric on both paths and their difference, and the timings of ``compare_many``."""
+    return {
+        **description,
+        "max_abs_diff": float(max_abs_diff),
+        "metric": metric,
+        "metric_naive": naive_value,
+        "metric_optimised": optimised_value,
+        "metric_delta": optimised_value - naive_value,
+        **result,
+    }
+
+
 def native_bf16() -> bool:
     """Whether the CPU has native bf16 (AVX512-BF16 or AMX): elsewhere bf16 autocast is emulated and slower."""
     try:
@@ -213,22 +229,15 @@ def row_3d(quick: bool, repeats: int, budget_s: float) -> list[dict]:
         result = compare(naive, lambda fast=fast: fast(volume), repeats, budget_s)
         a, b = result.pop("naive_out"), result.pop("optimised_out")
         base, new = psnr(a.clamp(0, 1), volume), psnr(b.clamp(0, 1), volume)
-        rows.append(
-            {
-                "bundle": "blind_lesion_inpainting_3d" + ("" if filters == demo["filters"] else " (paper width)"),
-                "variant": f"{label}, filters {filters}",
-                "unit": f"one 3-D volume {'x'.join(map(str, volume.shape[2:]))}",
-                "naive": "fp32, no_grad",
-                "optimised": "inference_mode + channels_last_3d + frozen graph"
-                + (" + bf16 autocast" if bf16 else " (fp32: no native bf16 on this CPU)"),
-                "max_abs_diff": float((a - b).abs().max()),
-                "metric": "PSNR vs input (dB)",
-                "metric_naive": base,
-                "metric_optimised": new,
-                "metric_delta": new - base,
-                **result,
-            }
-        )
+        description = {
+            "bundle": "blind_lesion_inpainting_3d" + ("" if filters == demo["filters"] else " (paper width)"),
+            "variant": f"{label}, filters {filters}",
+            "unit": f"one 3-D volume {'x'.join(map(str, volume.shape[2:]))}",
+            "naive": "fp32, no_grad",
+            "optimised": "inference_mode + channels_last_3d + frozen graph"
+            + (" + bf16 autocast" if bf16 else " (fp32: no native bf16 on this CPU)"),
+        }
+        rows.append(comparison_row(description, (a - b).abs().max(), "PSNR vs input (dB)", base, new, result))
     return rows
 
 
@@ -292,22 +301,16 @@ def row_autoinpainting(quick: bool, repeats: int, budget_s: float) -> list[dict]
     for key, result in results.items():
         a, b = result.pop("naive_out"), result.pop("optimised_out")
         dice_a, dice_b = autoinpainting_speed.dice(segment(a), label), autoinpainting_speed.dice(segment(b), label)
-        rows.append(
-            {
-                "bundle": "autoinpainting_tumor_segmentation" + ("" if key == "exact" else " (crop windows)"),
-                "variant": f"shipped weights, {len(a.circles)} circles, {spacing:.3f} mm pixels",
-                "unit": f"one 2-D slice {image.shape[1]}x{image.shape[2]}",
-                "naive": "1 circle per pass, whole slice",
-                "optimised": described[key],
-                "max_abs_diff": float((a.inpainted - b.inpainted).abs().max()),
-                "same_top_circles": bool(np.array_equal(np.sort(a.top), np.sort(b.top))),
-                "metric": "Dice vs tumour label",
-                "metric_naive": dice_a,
-                "metric_optimised": dice_b,
-                "metric_delta": dice_b - dice_a,
-                **result,
-            }
-        )
+        description = {
+            "bundle": "autoinpainting_tumor_segmentation" + ("" if key == "exact" else " (crop windows)"),
+            "variant": f"shipped weights, {len(a.circles)} circles, {spacing:.3f} mm pixels",
+            "unit": f"one 2-D slice {image.shape[1]}x{image.shape[2]}",
+            "naive": "1 circle per pass, whole slice",
+            "optimised": described[key],
+            "same_top_circles": bool(np.array_equal(np.sort(a.top), np.sort(b.top))),
+        }
+        difference = (a.inpainted - b.inpainted).abs().max()
+        rows.append(comparison_row(description, difference, "Dice vs tumour label", dice_a, dice_b, result))
     return rows
 
 
@@ -362,21 +365,14 @@ def row_object_removal(quick: bool, repeats: int, budget_s: float) -> list[dict]
         a, b = result.pop("naive_out"), result.pop("optimised_out")
         image = x[:, :1]
         base, new = psnr(a, image), psnr(b, image)
-        rows.append(
-            {
-                "bundle": "mask_optimized_object_removal" + ("" if key == "frozen" else " (inference_mode only)"),
-                "variant": f"{'demo' if quick else 'paper'} width, seeded random weights",
-                "unit": f"one image {size[0]}x{size[1]}",
-                "naive": "today's path: no_grad forward of the pipeline",
-                "optimised": described[key],
-                "max_abs_diff": float((a - b).abs().max()),
-                "metric": "PSNR vs input (dB)",
-                "metric_naive": base,
-                "metric_optimised": new,
-                "metric_delta": new - base,
-                **result,
-            }
-        )
+        description = {
+            "bundle": "mask_optimized_object_removal" + ("" if key == "frozen" else " (inference_mode only)"),
+            "variant": f"{'demo' if quick else 'paper'} width, seeded random weights",
+            "unit": f"one image {size[0]}x{size[1]}",
+            "naive": "today's path: no_grad forward of the pipeline",
+            "optimised": described[key],
+        }
+        rows.append(comparison_row(description, (a - b).abs().max(), "PSNR vs input (dB)", base, new, result))
     return rows
 
 
