@@ -16,6 +16,23 @@ needs_ixi = pytest.mark.skipif(
 )
 
 
+IXI_CONFIGS = ("train.json", "quick.json", "ixi.json")
+
+
+def ixi_parser(bundle):
+    """The bundle's training config on IXI (train.json + quick.json + ixi.json), parsed."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / c) for c in IXI_CONFIGS])
+    parser.update({"bundle_root": str(bundle)})
+    return parser
+
+
+def bundle_named(name: str):
+    return next(b for b in IXI_BUNDLES if b.name == name)
+
+
 def test_at_least_one_bundle_trains_on_real_data():
     assert IXI_BUNDLES, "no bundle has configs/ixi.json"
 
@@ -23,11 +40,7 @@ def test_at_least_one_bundle_trains_on_real_data():
 @needs_ixi
 @pytest.mark.parametrize("bundle", IXI_BUNDLES, ids=[b.name for b in IXI_BUNDLES])
 def test_ixi_training_reads_the_split_and_keeps_holes_in_the_brain(bundle, tmp_path):
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / c) for c in ("train.json", "quick.json", "ixi.json")])
-    parser.update({"bundle_root": str(bundle)})
+    parser = ixi_parser(bundle)
     split = fixed_split()
     train = parser.get_parsed_content("train#datalist")
     validation = parser.get_parsed_content("validate#datalist")
@@ -36,7 +49,7 @@ def test_ixi_training_reads_the_split_and_keeps_holes_in_the_brain(bundle, tmp_p
     sample = parser.get_parsed_content("train#preprocessing")(dict(train[0]))
     hole, brain = sample["mask"] > 0, sample["brain"] > 0
     assert hole.any() and not (hole & ~brain).any(), "training holes must lie inside the brain"
-    configs = config_list(*(bundle / "configs" / c for c in ("train.json", "quick.json", "ixi.json")))
+    configs = config_list(*(bundle / "configs" / c for c in IXI_CONFIGS))
     run_bundle(
         ["run", "training", "--config_file", configs, "--bundle_root", str(bundle), "--output_dir", str(tmp_path),
          "--max_epochs", "1", "--train#dataset#data", "$@train#datalist[:4]",
@@ -51,13 +64,10 @@ def test_ixi_training_reads_the_split_and_keeps_holes_in_the_brain(bundle, tmp_p
 def test_ipa_medgan_ixi_pads_to_128_starts_from_the_demo_weights_and_fixes_the_validation_holes():
     """ipa_medgan's ixi.json: 90x120 IXI slices zero-padded (not resized) to 128x128, the masked input has the hole
     voided, the shipped generator loads into the 128-px network, and validation holes repeat epoch to epoch."""
-    from monai.bundle import ConfigParser
     from monai.transforms import Compose
 
-    bundle = next(b for b in IXI_BUNDLES if b.name == "ipa_medgan")
-    parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / c) for c in ("train.json", "quick.json", "ixi.json")])
-    parser.update({"bundle_root": str(bundle)})
+    bundle = bundle_named("ipa_medgan")
+    parser = ixi_parser(bundle)
     entry = parser.get_parsed_content("train#datalist")[0]
     sample = parser.get_parsed_content("train#preprocessing")(dict(entry))
     assert sample["image"].shape == (1, 128, 128)
@@ -84,12 +94,8 @@ def test_ipa_medgan_ixi_pads_to_128_starts_from_the_demo_weights_and_fixes_the_v
 def test_shape_aware_ixi_keeps_pseudo_segment_holes_in_the_brain_and_fixes_the_validation_holes():
     """shape_aware_mask_inpainting's ixi.json: slices and brain masks resized together to 128x128, pseudo-segment
     holes clipped to the brain, the shipped weights load strictly, and validation holes are seeded per slice id."""
-    from monai.bundle import ConfigParser
-
-    bundle = next(b for b in IXI_BUNDLES if b.name == "shape_aware_mask_inpainting")
-    parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / c) for c in ("train.json", "quick.json", "ixi.json")])
-    parser.update({"bundle_root": str(bundle)})
+    bundle = bundle_named("shape_aware_mask_inpainting")
+    parser = ixi_parser(bundle)
     entry = parser.get_parsed_content("train#datalist")[0]
     sample = parser.get_parsed_content("train#preprocessing")(dict(entry))
     assert sample["image"].shape == sample["brain"].shape == sample["mask"].shape == (1, 128, 128)
