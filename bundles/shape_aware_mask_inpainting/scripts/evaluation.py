@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from common.metrics import LPIPSMetric, PSNRMetric, SSIMMetric
 from common.transforms import PseudoSegmentCache, large_square_mask, multi_square_mask
 from common.transforms.pseudo_segments import sample_pseudo_segment_mask
 
-from .transforms import LoadSliced
+from .transforms import LoadSliced, id_seed
 
 __all__ = [
     "MASK_KINDS",
@@ -57,7 +56,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 def _rng(seed: int, image_id: str, kind: str) -> np.random.RandomState:
-    return np.random.RandomState(zlib.crc32(f"{seed}:{image_id}:{kind}".encode()))
+    return np.random.RandomState(id_seed(seed, image_id, kind))
 
 
 def evaluation_masks(

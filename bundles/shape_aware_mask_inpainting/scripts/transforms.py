@@ -24,6 +24,7 @@ __all__ = [
     "LoadSliced",
     "RestoreIntensityd",
     "SeededPerIdd",
+    "id_seed",
     "UnitIntensityd",
     "ensure_mask_bank",
     "lesion_slice_datalist",
@@ -149,6 +150,11 @@ class LoadSliced(MapTransform):
         return d
 
 
+def id_seed(*parts: Any) -> int:
+    """A 32-bit seed from ``parts`` (a run seed, an image id, ...): the same image always draws the same masks."""
+    return zlib.crc32(":".join(str(p) for p in parts).encode())
+
+
 class SeededPerIdd(Transform):
     """Run a random transform (e.g. :class:`common.transforms.PseudoSegmentMaskd`) with its random state seeded
     from ``seed`` and the record's ``id_key``, so it draws the same result for an image every time.
@@ -165,7 +171,7 @@ class SeededPerIdd(Transform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         if self.id_key not in data:
             raise KeyError(f"each record needs an {self.id_key!r} to seed its draw")
-        self.transform.set_random_state(seed=zlib.crc32(f"{self.seed}:{data[self.id_key]}".encode()))
+        self.transform.set_random_state(seed=id_seed(self.seed, data[self.id_key]))
         return self.transform(data)
 
 
