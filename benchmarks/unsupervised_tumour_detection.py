@@ -110,7 +110,8 @@ def run_autoinpainting(entries: list[dict], checkpoint: Path, overrides: dict, w
     parser.update({"bundle_root": str(BUNDLE), "output_dir": str(work_dir), "checkpoint": str(checkpoint)})
     parser["device"] = "$torch.device('cpu')"
     parser["adaptation#enabled"] = adapt
-    in_mm = any(str(k).endswith("_mm") for k in parser["search"])
+    scripts = parser.get_parsed_content("scripts")
+    in_mm = scripts.autoinpainting.is_in_mm(parser["search"])
     # a search still in pixels of the sample data's 0.85 mm: the 2 mm equivalents first (then user overrides)
     for key, value in (overrides if in_mm else SEARCH_2MM | overrides).items():
         parser[f"search#{key}"] = value
@@ -122,7 +123,6 @@ def run_autoinpainting(entries: list[dict], checkpoint: Path, overrides: dict, w
     ]
     network = parser.get_parsed_content("network")
     StateDictLoader(str(checkpoint), network, map_location="cpu").load()
-    scripts = parser.get_parsed_content("scripts")
     captured = {}
     original = scripts.evaluation.segment_subjects
 

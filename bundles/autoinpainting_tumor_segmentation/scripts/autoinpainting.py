@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +65,9 @@ __all__ = [
     "SplitInfererOutputd",
     "pixel_spacing",
     "residual_volume",
+    "is_in_mm",
     "search_in_pixels",
+    "searcher_at",
     "segment_residual",
 ]
 
@@ -104,6 +106,21 @@ def search_in_pixels(
         "crop_size": crop,
         **others,
     }
+
+
+def is_in_mm(search: Mapping) -> bool:
+    """Whether a search's sizes are given in millimetres (``radius_mm``, ...) rather than pixels."""
+    return any(str(k).endswith("_mm") for k in search)
+
+
+def searcher_at(search: Mapping, spacing_mm: float | None) -> AutoInpainter:
+    """The :class:`AutoInpainter` of ``search`` for slices of ``spacing_mm`` pixels: a search in mm is turned
+    into pixels (:func:`search_in_pixels`, needs the spacing), a search in pixels is used as given."""
+    if not is_in_mm(search):
+        return AutoInpainter(**search)
+    if spacing_mm is None:
+        raise ValueError("the search is in mm but the slice's pixel spacing is unknown (no affine, no spacing_mm)")
+    return AutoInpainter(**search_in_pixels(spacing_mm, **search))
 
 
 def pixel_spacing(image, index: int = 0) -> float | None:
@@ -371,23 +388,15 @@ class AutoInpaintingInferer(Inferer):
 
     def __init__(self, threshold: float = 0.1, spacing_mm: float | None = None, **kwargs) -> None:
         super().__init__()
-        self.threshold, self.spacing_mm = float(threshold), spacing_mm
-        self.search_mm = dict(kwargs) if any(k.endswith("_mm") for k in kwargs) else None
-        self.search = None if self.search_mm is not None else AutoInpainter(**kwargs)
-        self._searches: dict[float, AutoInpainter] = {}
+        self.threshold, self.spacing_mm, self.search_options = float(threshold), spacing_mm, dict(kwargs)
+        self._searches: dict[float | None, AutoInpainter] = {}
 
     def searcher(self, inputs: torch.Tensor, index: int) -> AutoInpainter:
-        """The search for item ``index`` of ``inputs``: in pixels of its spacing when given in mm."""
-        if self.search_mm is None:
-            return self.search
-        spacing = pixel_spacing(inputs, index) or self.spacing_mm
-        if spacing is None:
-            raise ValueError(
-                "the search is in mm but the input has no affine: pass a MetaTensor (LoadImaged) or spacing_mm"
-            )
-        key = round(spacing, 4)
+        """The search for item ``index`` of ``inputs`` (:func:`searcher_at` its spacing), one per spacing."""
+        spacing = (pixel_spacing(inputs, index) or self.spacing_mm) if is_in_mm(self.search_options) else None
+        key = None if spacing is None else round(spacing, 4)
         if key not in self._searches:
-            self._searches[key] = AutoInpainter(**search_in_pixels(spacing, **self.search_mm))
+            self._searches[key] = searcher_at(self.search_options, spacing)
         return self._searches[key]
 
     def __call__(self, inputs: torch.Tensor, network) -> torch.Tensor:

@@ -26,7 +26,7 @@ from common.figures import save_panel_row
 from common.metrics import BestThresholdDiceMetric, BinaryOverlapMetric
 
 from .adaptation import adapt_to_scan
-from .autoinpainting import AutoInpainter, pixel_spacing, residual_volume, search_in_pixels
+from .autoinpainting import is_in_mm, pixel_spacing, residual_volume, searcher_at
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,9 @@ def tumour_slices(
 
 def load_tumour_cases(datalist: Sequence[dict], load: Sequence) -> dict[str, list[dict]]:
     """{subject: [slices sorted by z]} of the :func:`tumour_slices` entries, each ``{"image", "label", "ooi",
-    "z", "spacing"}`` (``spacing``: the in-plane pixel size in mm, None without an affine), the image preprocessed by the bundle's ``load`` transforms (key ``image``), tumour label and
-    organ-of-interest mask as (1, H, W) binary tensors."""
+    "z", "spacing"}`` (``spacing``: the in-plane pixel size in mm, None without an affine), the image preprocessed
+    by the bundle's ``load`` transforms (key ``image``), tumour label and organ-of-interest mask as (1, H, W)
+    binary tensors."""
     preprocess = Compose(list(load))
     subjects: dict[str, list[dict]] = defaultdict(list)
     for entry in datalist:
@@ -211,16 +212,13 @@ def evaluate_segmentation(
     seconds spent per subject."""
     network.eval()
     subjects = load_tumour_cases(datalist, load)
-    if any(k.endswith("_mm") for k in search):
-        spacings = {round(c["spacing"], 3) for cases in subjects.values() for c in cases if c["spacing"]}
-        if len(spacings) != 1:
-            raise ValueError(
-                f"the search is in mm, so every slice needs one pixel spacing; found {sorted(spacings) or 'none'} "
-                "(resample the slices to one grid first)"
-            )
-        searcher = AutoInpainter(**search_in_pixels(spacings.pop(), **search))
-    else:
-        searcher = AutoInpainter(**search)
+    spacings = {round(c["spacing"], 3) for cases in subjects.values() for c in cases if c["spacing"]}
+    if is_in_mm(search) and len(spacings) != 1:
+        raise ValueError(
+            f"the search is in mm, so every slice needs one pixel spacing; found {sorted(spacings) or 'none'} "
+            "(resample the slices to one grid first)"
+        )
+    searcher = searcher_at(search, next(iter(spacings)) if len(spacings) == 1 else None)
 
     options = dict(adaptation or {})
     adapt = bool(options.pop("enabled", False))
