@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import DivisiblePad, MapTransform, Orientation, Spacing, SpatialPad
@@ -145,10 +147,6 @@ def _dilate_for_downsampling(mask: MetaTensor, target: Sequence[float]) -> MetaT
     """``mask`` (C, *spatial) max-filtered over ``ceil(factor / 2)`` pixels per axis, ``factor`` = target spacing /
     the mask's spacing (only where > 1): every hole pixel is then within reach of a sample point of the coarser
     grid, which bilinear resampling alone can step over."""
-    import math
-
-    import torch.nn.functional as F
-
     dims = mask.ndim - 1
     current = np.linalg.norm(np.asarray(mask.affine, np.float64)[:dims, :dims], axis=0)
     reach = [math.ceil(t / c / 2) if t > c * (1 + 1e-6) else 0 for t, c in zip(target, current)]
