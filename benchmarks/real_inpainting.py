@@ -425,7 +425,7 @@ def run_shape_aware(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarr
 def run_object_removal(bundle: Path, cases: list[dict], tmp: Path) -> list[np.ndarray]:
     """inference.json with ``{"image", "hint"}`` and ``mask_source: hint`` (the inpainters fill the given mask;
     the default ``segmenter`` would remove a segment overlapping it instead). The bundle writes the fill
-    composited into the input at its size, in the input's units (``scripts.data.OwnMaskComposited``)."""
+    composited into the input at its size, in the input's units (``common.transforms.CompositeToInputd``)."""
     entries = _write_inputs(cases, tmp, mask_key="hint")
     _run_workflow(bundle, ["inference.json"], tmp / "out", entries, mask_source="hint")
     return _read_outputs(cases, tmp / "out", "pred")

@@ -9,7 +9,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 from monai.bundle import ConfigWorkflow
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mask_optimized_object_removal"
@@ -56,10 +55,15 @@ def test_own_mask_fill_is_composited_into_the_original_image(tmp_path, dtype):
     assert not np.array_equal(fill, image[hole].astype(np.float32))  # the hole is filled, not passed through
 
 
-def test_composite_is_off_on_the_segmenter_route():
-    from common.bundle_scripts import load_bundle_scripts
+@pytest.mark.parametrize("mask_source, composited", [("hint", True), ("segmenter", False)])
+def test_composite_runs_only_on_the_own_mask_route(mask_source, composited):
+    """The segmenter route's mask is the network's own: its output is not composited into the input."""
+    from monai.bundle import ConfigParser
 
-    scripts = load_bundle_scripts(BUNDLE)
-    pred = torch.rand(1, 8, 8)
-    data = {"pred": pred, "image_native": torch.zeros(1, 8, 8), "hint_native": torch.ones(1, 8, 8)}
-    assert scripts.data.OwnMaskComposited(keys="pred", enabled=False)(data)["pred"] is pred
+    from common.transforms import CompositeToInputd
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+    parser.update({"bundle_root": str(BUNDLE), "mask_source": mask_source})
+    steps = parser.get_parsed_content("postprocessing").transforms
+    assert any(isinstance(step, CompositeToInputd) for step in steps) is composited

@@ -13,6 +13,7 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 
 from common.bundle_scripts import load_bundle_scripts
+from common.transforms import CompositeToInputd, PercentileScaled
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "shape_aware_mask_inpainting"
 
@@ -98,21 +99,22 @@ def test_input_checks_give_clear_errors():
     assert squeezed.shape == (1, 16, 16) and squeezed.affine.shape == (3, 3)
 
 
-def test_unit_intensity_uses_known_pixels_and_restores_input_units():
-    image = MetaTensor(torch.linspace(100, 200, 256).reshape(1, 16, 16))
+def test_scaling_uses_known_pixels_and_restores_a_one_slice_dicom_in_input_units():
+    """The route's two steps (``common.transforms``): percentiles over the known pixels only, and the fill back
+    in the input's units and stored shape (a one-slice DICOM reads as (C, H, W, 1))."""
+    image = MetaTensor(torch.linspace(100, 200, 256).reshape(1, 16, 16, 1))
     mask = torch.zeros(1, 16, 16)
     mask[0, 12:, :] = 1
-    image[mask > 0] = 5000.0  # a bright lesion in the hole must not set the scale
-    d = transforms.UnitIntensityd("image", lower=0, upper=100, mask_key="mask")(
-        {"image": image.clone(), "mask": mask}
-    )
-    low, high = d["intensity_range"].tolist()
-    assert (low, high) == pytest.approx((100.0, float(image[mask == 0].max())))
+    image[0, 12:, :, 0] = 5000.0  # a bright lesion in the hole must not set the scale
+    d = PercentileScaled("image", lower=0, upper=100, mask_key="mask")({"image": image[..., 0].clone(), "mask": mask})
+    low, high = d["image_range"].tolist()
+    assert (low, high) == pytest.approx((100.0, float(image[0, :12].max())))
     d["pred"] = torch.full((1, 16, 16), 0.5)
     d["original"] = image
-    out = transforms.RestoreIntensityd("pred", "original", "mask")(d)["pred"]
-    torch.testing.assert_close(out[mask == 0], image[mask == 0])
-    torch.testing.assert_close(out[mask > 0], torch.full_like(out[mask > 0], low + 0.5 * (high - low)))
+    out = CompositeToInputd("pred", "original", "mask", "image_range")(d)["pred"]
+    assert out.shape == (1, 16, 16, 1) and out.meta["original_channel_dim"] == "no_channel"
+    torch.testing.assert_close(out[0, :12], image[0, :12])
+    torch.testing.assert_close(out[0, 12:], torch.full_like(out[0, 12:], low + 0.5 * (high - low)))
 
 
 def tiny_parser(tmp_path, *names, **updates):

@@ -91,7 +91,8 @@ class CompositeToInputd(MapTransform):
     image's grid when the network ran at another size, and composited (:func:`common.masking.composite`) into
     the original image under ``original_key`` with the hole under ``mask_key`` (1 = hole, on the original's
     grid): every known pixel is the original's value exactly, the hole lies within [low, high]. The result
-    carries the original's metadata, so ``SaveImaged`` writes it in the input's geometry and under its name.
+    carries the original's metadata and shape (a one-slice DICOM read as (C, H, W, 1) stays so), so ``SaveImaged``
+    writes it in the input's geometry and under its name.
     """
 
     def __init__(
@@ -107,8 +108,11 @@ class CompositeToInputd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
         original = d[self.original_key]
-        reference = torch.as_tensor(original).detach().cpu().float()
-        hole = (torch.as_tensor(d[self.mask_key]).detach().cpu() != 0).to(reference.dtype)
+        stored = torch.as_tensor(original).detach().cpu().float()
+        hole = (torch.as_tensor(d[self.mask_key]).detach().cpu() != 0).to(stored.dtype)
+        reference = stored
+        while reference.dim() > hole.dim() and reference.shape[-1] == 1:  # a one-slice DICOM reads (C, H, W, 1)
+            reference = reference[..., 0]
         if tuple(hole.shape[1:]) != tuple(reference.shape[1:]):
             raise ValueError(
                 f"the hole under {self.mask_key!r} has shape {tuple(hole.shape)}, the original image "
@@ -124,6 +128,13 @@ class CompositeToInputd(MapTransform):
                 raise ValueError(
                     f"{key!r} has {pred.shape[0]} channel(s), the original image {reference.shape[0]}."
                 )
-            out = composite(pred, reference, hole)
-            d[key] = MetaTensor(out, meta=dict(original.meta)) if isinstance(original, MetaTensor) else out
+            out = composite(pred, reference, hole).reshape(stored.shape)
+            if isinstance(original, MetaTensor):
+                meta = dict(original.meta)
+                # a grey image is written without channel dim, whatever the reader said (ITK marks DICOM's NaN)
+                meta.update(
+                    spatial_shape=tuple(out.shape[1:]), original_channel_dim="no_channel" if len(out) == 1 else 0
+                )
+                out = MetaTensor(out, meta=meta)
+            d[key] = out
         return d

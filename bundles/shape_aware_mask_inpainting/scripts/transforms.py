@@ -1,5 +1,5 @@
-"""Input handling of the 2D inpainting bundle: datalists, slice loading, 2D checks, intensity scaling to [0, 1]
-and back, mask checks."""
+"""Input handling of the 2D inpainting bundle: datalists, slice loading, 2D checks, mask checks (intensity
+scaling to [0, 1] and back is ``common.transforms.PercentileScaled`` / ``CompositeToInputd``)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.config import KeysCollection
-from monai.data import MetaTensor, load_decathlon_datalist
+from monai.data import load_decathlon_datalist
 from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform, Resized, SqueezeDim, Transform
 
-from common.transforms import CannyEdged, load_mask_bank, write_mask_bank
+from common.transforms import CannyEdged, PercentileScaled, load_mask_bank, write_mask_bank
 
 __all__ = [
     "CheckInpaintingInputd",
     "Ensure2Dd",
     "LoadSliced",
-    "RestoreIntensityd",
     "SeededPerIdd",
     "id_seed",
-    "UnitIntensityd",
     "ensure_mask_bank",
     "lesion_slice_datalist",
     "load_unit_images",
@@ -70,50 +67,6 @@ class Ensure2Dd(MapTransform):
         return d
 
 
-class UnitIntensityd(MapTransform):
-    """Scale ``keys`` to [0, 1] between the ``lower``/``upper`` percentiles (clipped), remembering them.
-
-    Written here rather than MONAI's ``ScaleIntensityRangePercentilesd`` because the percentiles are taken over
-    the known pixels only (``mask_key``, 1 = hole: a lesion in the hole must not change the scaling) and are
-    stored under ``info_key`` so :class:`RestoreIntensityd` returns the output in the input's units.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        lower: float = 0.5,
-        upper: float = 99.5,
-        mask_key: str | None = None,
-        info_key: str = "intensity_range",
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if not 0 <= lower < upper <= 100:
-            raise ValueError(f"need 0 <= lower < upper <= 100, got {lower}, {upper}")
-        self.lower, self.upper, self.mask_key, self.info_key = lower, upper, mask_key, info_key
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            image = d[key]
-            values = np.asarray(
-                image.detach().cpu() if isinstance(image, torch.Tensor) else image, np.float32
-            )
-            if np.isnan(values).any():
-                raise ValueError(f"{key!r} contains NaN values")
-            known = values
-            if self.mask_key is not None:
-                known = values[:, np.asarray(d[self.mask_key])[0] < 0.5]
-            low, high = (float(v) for v in np.percentile(known, [self.lower, self.upper]))
-            if high <= low:
-                raise ValueError(
-                    f"{key!r} is constant over its known pixels ({low}); nothing to inpaint from"
-                )
-            d[key] = ((image - low) / (high - low)).clip(0.0, 1.0)
-            d[self.info_key] = torch.tensor([low, high])
-        return d
-
-
 class LoadSliced(MapTransform):
     """Read the 2D slice whose path is under ``keys`` as training sees it: channel first, 2D, scaled to [0, 1]
     between ``percentiles``, resized to ``image_size`` (None: as stored) and, with ``edge_options``
@@ -136,7 +89,7 @@ class LoadSliced(MapTransform):
             LoadImaged(keys, image_only=True),
             EnsureChannelFirstd(keys),
             Ensure2Dd(keys),
-            UnitIntensityd(keys, lower=percentiles[0], upper=percentiles[1]),
+            PercentileScaled(keys, lower=percentiles[0], upper=percentiles[1]),
         ]
         if image_size is not None:
             self.steps.append(Resized(keys, spatial_size=list(image_size), mode="area"))
@@ -207,45 +160,6 @@ class CheckInpaintingInputd(MapTransform):
         d[self.mask_key] = (
             hole.to(torch.float32) if isinstance(hole, torch.Tensor) else hole.astype(np.float32)
         )
-        return d
-
-
-class RestoreIntensityd(MapTransform):
-    """Map ``keys`` (the [0, 1] output) back to the input's units and keep the original pixels outside the hole.
-
-    A prediction of another size (the network's ``image_size``) is resized bilinearly to the input's first.
-    ``original_key`` holds the unscaled input image as read, before :class:`Ensure2Dd` (its shape and metadata
-    are given to the output, so the writer keeps the geometry, a DICOM slice's position included); ``info_key`` the range stored by :class:`UnitIntensityd`.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection = "pred",
-        original_key: str = "original",
-        mask_key: str = "mask",
-        info_key: str = "intensity_range",
-    ) -> None:
-        super().__init__(keys)
-        self.original_key, self.mask_key, self.info_key = original_key, mask_key, info_key
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        original = d[self.original_key]
-        low, high = (float(v) for v in d[self.info_key])
-        hole = torch.as_tensor(d[self.mask_key]).cpu() > 0.5
-        stored = torch.as_tensor(original).cpu().float()
-        reference = stored.reshape(stored.shape[:3])  # (C, H, W): a one-slice DICOM is stored as (C, H, W, 1)
-        for key in self.key_iterator(d):
-            pred = torch.as_tensor(d[key]).detach().cpu().float() * (high - low) + low
-            if pred.shape[1:] != reference.shape[1:]:  # the network ran at another size: back to the input's
-                pred = F.interpolate(pred[None], size=reference.shape[1:], mode="bilinear")[0]
-            out = torch.where(hole, pred, reference).reshape(stored.shape)
-            meta = dict(original.meta) if isinstance(original, MetaTensor) else {}
-            # a grey slice is written without channel dim, whatever the reader said (ITK marks DICOM's as NaN)
-            meta.update(
-                spatial_shape=tuple(out.shape[1:]), original_channel_dim="no_channel" if len(out) == 1 else 0
-            )
-            d[key] = MetaTensor(out, meta=meta)
         return d
 
 
