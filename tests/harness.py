@@ -205,3 +205,12 @@ def run_inference_in_process(bundle: Path, output_dir: Path, datalist: list[dict
     workflow.initialize()
     workflow.run()
     workflow.finalize()
+
+
+def block_mask(shape, rows, cols):
+    """A rectangular hole (1 inside ``rows`` x ``cols`` of the last two dims) of ``shape``."""
+    import torch
+
+    mask = torch.zeros(shape)
+    mask[..., rows[0] : rows[1], cols[0] : cols[1]] = 1
+    return mask

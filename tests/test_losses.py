@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from harness import block_mask
 from torch import nn
 
 from common.losses import (
@@ -41,12 +42,6 @@ class Identity(nn.Module):
 @pytest.fixture(autouse=True)
 def seeded():
     torch.manual_seed(0)
-
-
-def block_mask(shape, rows, cols):
-    mask = torch.zeros(shape)
-    mask[..., rows[0] : rows[1], cols[0] : cols[1]] = 1
-    return mask
 
 
 @pytest.mark.parametrize("spatial", [(6, 5), (4, 5, 3)])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from harness import block_mask
 from ignite.engine import Engine
 from monai.handlers import IgniteMetricHandler, from_engine
 from monai.metrics import PSNRMetric as MonaiPSNR
@@ -26,12 +27,6 @@ from common.metrics import (
 @pytest.fixture(autouse=True)
 def seeded():
     torch.manual_seed(0)
-
-
-def block_mask(shape, rows, cols):
-    mask = torch.zeros(shape)
-    mask[..., rows[0] : rows[1], cols[0] : cols[1]] = 1
-    return mask
 
 
 @pytest.fixture
