@@ -23,7 +23,7 @@ from common.metrics import MAEMetric, PSNRMetric
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "mask_optimized_object_removal"
 scripts = load_bundle_scripts(BUNDLE)
 bundle_data, bundle_eval = scripts.data, scripts.evaluate
-paper_tables = importlib.import_module(f"{scripts.__name__}.paper_tables")
+reproduce_tables = importlib.import_module(f"{scripts.__name__}.reproduce_tables")
 EdgeConnectInpainter = scripts.networks.EdgeConnectInpainter
 ObjectRemovalPipeline = scripts.networks.ObjectRemovalPipeline
 MaskRatioBinnedMetric = scripts.binning.MaskRatioBinnedMetric
@@ -259,23 +259,30 @@ def test_comparison_table_puts_settings_in_rows_and_mask_ratio_bins_in_columns(t
     )
 
 
-def test_paper_tables_stages_wire_the_ablations():
+def test_reproduce_tables_stages_wire_the_ablations():
     out = Path("/o")
     stages = {
-        name: (done, args) for name, done, args in paper_tables.stages(out, [0.01, 0.07], ["--max_epochs", "1"])
+        name: (done, args)
+        for name, done, args in reproduce_tables.stages(out, {"max_epochs": 1}, [0.01, 0.07], finetune=[5])
     }
     assert len({done for done, _ in stages.values()}) == len(stages)
     random_pretrain = stages["pretrain inpainters on random masks"][1]
     assert random_pretrain[random_pretrain.index("--inpainter_masks") + 1] == "random"
-    e2e = stages["end to end, alpha 0.07"][1]
+    e2e = stages["end to end, alpha_0.07"][1]
     assert e2e[e2e.index("--alpha") + 1] == "0.07" and e2e[e2e.index("--ckpt_dir") + 1] == str(out)
     assert e2e[-2:] == ["--max_epochs", "1"]
-    evaluation = stages["evaluate random-mask inpainters, mask from hint"][1]
+    no_mel = stages["end to end, no_expansion"][1]
+    assert no_mel[no_mel.index("--loss_weights#expansion") + 1] == "0"
+    evaluation = stages["evaluate table2_random_hint"][1]
     assert evaluation[evaluation.index("--pretrained_inpainter") + 1] == str(
         out / "random_masks" / "inpainter.pt"
     )
     assert evaluation[evaluation.index("--network_def#mask_source") + 1] == "hint"
     assert evaluation[evaluation.index("--eval_independent") + 1] == "true"
+    finetune = stages["fine-tune random-mask inpainters on 5 pairs"][1]
+    assert finetune[finetune.index("--init_inpainter") + 1] == str(out / "random_masks" / "inpainter.pt")
+    assert finetune[finetune.index("--train_limit") + 1] == "5"
+    assert stages["evaluate Table I expand sweep"][1][0] == "evaluate_expand_sweep"
 
 
 # --- inference.json: what MONAI Label feeds the network ---------------------------------------------------

@@ -76,8 +76,8 @@ def test_unknown_ids_name_the_closest_existing_ones_and_booleans_are_parsed():
 
 
 def test_a_new_argument_of_a_component_is_accepted_only_when_its_target_takes_it():
-    """MONAI passes ``--network_def#mask_source hint`` to the component's ``_target_`` (paper_tables.py relies on
-    it); a name the target's signature lacks is an unknown id like any other."""
+    """MONAI passes ``--network_def#mask_source hint`` to the component's ``_target_`` (reproduce_tables.py
+    relies on it); a name the target's signature lacks is an unknown id like any other."""
     mor = ["run", "--config_file", configs(MOR, "train.json", "evaluate.json"), "--bundle_root", str(MOR)]
     assert override_problems(parse_command_line([*mor, "--network_def#mask_source", "hint"]))[0] == []
     ipa = ["run", "--config_file", str(IPA / "configs" / "inference.json"), "--bundle_root", str(IPA)]

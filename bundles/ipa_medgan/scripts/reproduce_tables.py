@@ -1,0 +1,335 @@
+"""Reproduce the paper's Table I (a: 64x64 squares, b: arbitrary masks) beside the paper's numbers: train every
+model of ``evaluation.MODELS`` (ipA-MedGAN, single MultiResUNet, pix2pix, context encoder) per experiment and
+seed, score each through evaluate.json's ``reporting`` route (``evaluation.write_report``: the same test slices
+and fixed masks for every row, plus the biharmonic baseline), and write ``table_I.md`` / ``table_I.csv``
+(mean ± sd over seeds, a ``paper`` column, one verdict per main claim) and the panel of the first seed.
+
+    python bundles/ipa_medgan/scripts/reproduce_tables.py [--quick] [--output_dir DIR] [--jobs 2]
+
+Default (CPU scale): ``train.json`` + ``quick.json`` (64x64, widths /4, random VGG-19), 40 epochs, seeds 0 1 2.
+``--quick``: 1 epoch on 8 training slices, seed 0 (a smoke test of the whole route; minutes).
+``--paper_scale``: ``train.json`` alone (256x256, 100 epochs, ImageNet VGG-19 on disk; a GPU job).
+Runs live in ``<runs_dir>/seed<k>/<model>_<experiment>`` (default ``runs/reproduce[_quick]``); a run whose ``trained`` marker exists is not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+BUNDLE = Path(__file__).resolve().parents[1]
+REPO = BUNDLE.parents[1]
+EXPERIMENTS = {"square": [], "arbitrary": ["arbitrary.json"]}  # as evaluation.EXPERIMENTS
+METRICS = ("ssim", "psnr", "mse", "uqi")
+#: Table I of the paper (Armanious et al., ICIP 2020), every row: (a) squares, (b) arbitrary masks
+PAPER = {
+    "square": {
+        "CE": {"ssim": 0.8556, "psnr": 23.79, "mse": 281.59, "uqi": 0.8006},
+        "ip-MedGAN": {"ssim": 0.9518, "psnr": 29.68, "mse": 81.14, "uqi": 0.8628},
+        "ipA-MedGAN": {"ssim": 0.9606, "psnr": 30.62, "mse": 65.81, "uqi": 0.9620},
+    },
+    "arbitrary": {
+        "pix2pix": {"ssim": 0.9667, "psnr": 32.34, "mse": 43.77, "uqi": 0.8379},
+        "MedGAN": {"ssim": 0.9653, "psnr": 31.92, "mse": 47.42, "uqi": 0.8732},
+        "Gated-Conv": {"ssim": 0.9650, "psnr": 31.46, "mse": 50.26, "uqi": 0.8094},
+        "ipA-MedGAN": {"ssim": 0.9818, "psnr": 35.12, "mse": 24.90, "uqi": 0.9889},
+    },
+}
+#: our model name (evaluation.MODELS, + biharmonic) -> the paper's row it stands for (None: not in the paper)
+PAPER_ROW = {
+    "ipa_medgan": "ipA-MedGAN",
+    "pix2pix": "pix2pix",
+    "context_encoder": "CE",
+    "multiresunet": None,
+    "biharmonic": None,
+}
+LABELS = {
+    "ipa_medgan": "ipA-MedGAN (2 x MultiResUNet)",
+    "multiresunet": "single MultiResUNet (ablation)",
+    "pix2pix": "pix2pix (U-Net + patch D + L1)",
+    "context_encoder": "CE (context-encoder style)",
+    "biharmonic": "biharmonic (given the mask)",
+}
+#: the paper's main claims: (text, experiment, winner, loser), judged on PSNR
+CLAIMS = [
+    (
+        "(a) ipA-MedGAN beats CE on squares (paper 30.62 vs 23.79 dB)",
+        "square",
+        "ipa_medgan",
+        "context_encoder",
+    ),
+    (
+        "(b) ipA-MedGAN beats pix2pix on arbitrary masks (paper 35.12 vs 32.34 dB)",
+        "arbitrary",
+        "ipa_medgan",
+        "pix2pix",
+    ),
+]
+NOT_RUN = "not implemented in this bundle"
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """``{(model, experiment): {metric: [values over seeds]}}`` from ``write_report``'s rows of each seed."""
+    out: dict = {}
+    for rows in per_seed:
+        for key, scores in rows.items():
+            if scores:
+                for metric in METRICS:
+                    out.setdefault(key, {}).setdefault(metric, []).append(float(scores[metric]))
+    return out
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def verdict(winner: list[float] | None, loser: list[float] | None) -> str:
+    """Does ``winner`` beat ``loser`` (higher is better)? The difference of the means must exceed the combined
+    seed spread (sqrt(sd_w² + sd_l²)); one seed judges the direction alone."""
+    if not winner or not loser:
+        return "not measurable here (a model was not trained)"
+    (mw, sw), (ml, sl) = mean_sd(winner), mean_sd(loser)
+    diff, spread = mw - ml, float(np.hypot(sw, sl))
+    seeds = f"{min(len(winner), len(loser))} seed(s)"
+    if diff > spread:
+        return f"reproduced ({mw:.2f} vs {ml:.2f}, {seeds})"
+    if diff < -spread:
+        return f"not reproduced at CPU scale: the reverse ({mw:.2f} vs {ml:.2f}, {seeds})"
+    return (
+        f"not reproduced at CPU scale: within the seed spread ({mw:.2f} vs {ml:.2f} ± {spread:.2f}, {seeds})"
+    )
+
+
+def _cell(values: list[float] | None, metric: str) -> str:
+    if not values:
+        return "not trained"
+    digits = 4 if metric in ("ssim", "uqi") else 2
+    mean, sd = mean_sd(values)
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
+def write_tables(out_dir: Path, summary: dict, meta: dict) -> Path:
+    """``table_I.md`` (per experiment: ours and paper side by side, then the verdicts) and ``table_I.csv``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records, lines = (
+        [],
+        ["# Table I (ipA-MedGAN): paper vs ours\n", *(f"- {k}: {v}" for k, v in meta.items()), ""],
+    )
+    for experiment in EXPERIMENTS:
+        title = "(a) square regions" if experiment == "square" else "(b) arbitrarily shaped regions"
+        lines += [
+            f"## Table I {title}\n",
+            "| method | " + " | ".join(f"{m.upper()} ours | {m.upper()} paper" for m in METRICS) + " |",
+            "|---" * (1 + 2 * len(METRICS)) + "|",
+        ]
+        paper_rows = dict(PAPER[experiment])
+        for model, label in LABELS.items():
+            scores = summary.get((model, experiment))
+            if scores is None and model == "context_encoder" and experiment != "square":
+                continue  # the CE is a squares-only method, as in the paper
+            paper = paper_rows.pop(PAPER_ROW[model], None) if PAPER_ROW[model] else None
+            cells = []
+            for metric in METRICS:
+                ours = _cell(scores[metric] if scores else None, metric)
+                ref = "-" if paper is None else f"{paper[metric]}"
+                cells += [ours, ref]
+                mean, sd = mean_sd(scores[metric]) if scores else (None, None)
+                records.append(
+                    {
+                        "table": f"I ({experiment})",
+                        "method": label,
+                        "metric": metric,
+                        "paper": "" if paper is None else paper[metric],
+                        "ours_mean": "" if mean is None else mean,
+                        "ours_sd": "" if sd is None else sd,
+                        "n_seeds": len(scores[metric]) if scores else 0,
+                    }
+                )
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        for name, paper in paper_rows.items():  # paper rows without a config here
+            lines.append(f"| {name} | " + " | ".join(f"{NOT_RUN} | {paper[m]}" for m in METRICS) + " |")
+            records += [
+                {
+                    "table": f"I ({experiment})",
+                    "method": name,
+                    "metric": m,
+                    "paper": paper[m],
+                    "ours_mean": "",
+                    "ours_sd": "",
+                    "n_seeds": 0,
+                }
+                for m in METRICS
+            ]
+        lines.append("")
+    lines += ["## Verdicts (PSNR; mean ± sd over seeds)\n"]
+    for text, experiment, winner, loser in CLAIMS:
+        w, lo = (summary.get((m, experiment), {}).get("psnr") for m in (winner, loser))
+        lines.append(f"- {text}: **{verdict(w, lo)}**")
+    lines += [
+        "- Absolute values near the paper's (e.g. 35.12 dB): **not measurable here**: synthetic T1 slices, not the "
+        "paper's FLAIR; CPU scale (see Scale) instead of 256x256 and 100 epochs; random, not ImageNet, VGG-19.",
+        f"- ip-MedGAN, MedGAN and Gated-Conv rows: **not measurable here** ({NOT_RUN}).",
+        "",
+    ]
+    path = out_dir / "table_I.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with (out_dir / "table_I.csv").open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    return path
+
+
+def _monai_bundle(args: list[str], log: Path) -> None:
+    """``python -m monai.bundle <args>``, output appended to ``log``; a failure names the log and its tail."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as stream:
+        code = subprocess.run(
+            [sys.executable, "-m", "monai.bundle", *args], stdout=stream, stderr=subprocess.STDOUT, env=env
+        ).returncode
+    if code:
+        tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"monai.bundle {args[0]} failed (exit {code}); log {log}:\n{tail}")
+
+
+def _configs(names: list[str]) -> str:
+    return json.dumps([str(BUNDLE / "configs" / n) for n in names])
+
+
+def train(run: tuple, base: list[str], runs_dir: Path, extra: list[str]) -> float:
+    """Train one (seed, model, experiment) with its configs (skipped when trained); returns the wall seconds."""
+    seed, model, experiment, model_configs = run
+    out = runs_dir / f"seed{seed}" / f"{model}_{experiment}"
+    if (out / "trained").exists():
+        return 0.0
+    start = time.perf_counter()
+    configs = base + EXPERIMENTS[experiment] + model_configs
+    _monai_bundle(
+        [
+            "run",
+            "training",
+            "--config_file",
+            _configs(configs),
+            "--bundle_root",
+            str(BUNDLE),
+            "--runs_dir",
+            str(runs_dir / f"seed{seed}"),
+            "--seed",
+            str(seed),
+            "--progress_bar",
+            "false",
+            *extra,
+        ],
+        out / "run.log",
+    )
+    (out / "trained").write_text("", encoding="utf-8")
+    return time.perf_counter() - start
+
+
+def _git_commit() -> str:
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (
+        " (+ uncommitted changes)" if git("status", "--porcelain") else ""
+    )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 epoch on 8 slices, seed 0 (minutes)")
+    parser.add_argument("--paper_scale", action="store_true", help="train.json alone (GPU, VGG-19 weights)")
+    parser.add_argument(
+        "--output_dir", default=None, help="default docs/results (docs/results/quick with --quick)"
+    )
+    parser.add_argument("--runs_dir", default=None, help="default runs/reproduce[_quick] (git-ignored)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (0 with --quick)")
+    parser.add_argument("--max_epochs", type=int, default=None, help="default the configs' (1 with --quick)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
+    args = parser.parse_args(argv)
+    out = Path(args.output_dir or BUNDLE / "docs" / "results" / ("quick" if args.quick else ""))
+    runs_dir = Path(args.runs_dir or BUNDLE / "runs" / ("reproduce_quick" if args.quick else "reproduce"))
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    base = ["train.json"] if args.paper_scale else ["train.json", "quick.json"]
+    extra = [] if args.max_epochs is None and not args.quick else ["--max_epochs", str(args.max_epochs or 1)]
+    if args.quick:
+        extra += ["--train#dataset#data", "$@train#datalist[:8]"]
+    sys.path.insert(0, str(REPO))  # common/, when run as a file from a clone
+    from common.bundle_scripts import load_bundle_scripts
+
+    models = load_bundle_scripts(BUNDLE).evaluation.MODELS
+    runs = [
+        (s, m, e, cfg)
+        for s in seeds
+        for m, (_, cfg, exps) in models.items()
+        for e in EXPERIMENTS
+        if e in exps
+    ]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        train_s = sum(pool.map(lambda r: train(r, base, runs_dir, extra), runs))
+    per_seed = []
+    for seed in seeds:  # evaluate.json's reporting route: every run of this seed + biharmonic
+        report = out / f"seed{seed}"
+        _monai_bundle(
+            [
+                "run",
+                "reporting",
+                "--config_file",
+                _configs([*base, "evaluate.json"]),
+                "--bundle_root",
+                str(BUNDLE),
+                "--runs_dir",
+                str(runs_dir / f"seed{seed}"),
+                "--quick",
+                str(not args.paper_scale),
+                "--report#docs_dir",
+                str(report),
+            ],
+            report / "report.log",
+        )
+        rows = json.loads((report / "table1.json").read_text(encoding="utf-8"))
+        per_seed.append({tuple(k.split("/")): v for k, v in rows.items()})
+    scale = (
+        "paper (train.json: 256x256, widths 32-512, ImageNet VGG-19)"
+        if args.paper_scale
+        else "CPU (quick.json: 64x64 slices, widths /4, seeded random VGG-19, 2 style layers)"
+    )
+    epochs = (
+        "1 epoch on 8 training slices (--quick)" if args.quick else f"{args.max_epochs or 'config'} epochs"
+    )
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git commit": _git_commit(),
+        "data": "embedded synthetic sample cohort (common.data.build_sample_data(), T1 slices; 96 training, 32 "
+        "test slices, split by subject); the same fixed test masks for every row (scripts.masks)",
+        "scale": f"{scale}; {epochs}; batch 4",
+        "seeds": " ".join(map(str, seeds)),
+        "wall time": f"{time.perf_counter() - start:.0f} s (training {train_s:.0f} s of it, runs not already "
+        f"trained; {args.jobs} job(s))",
+        "command": "python bundles/ipa_medgan/scripts/reproduce_tables.py " + " ".join(argv or sys.argv[1:]),
+        "panel": f"seed{seeds[0]}/panel.png",
+    }
+    if args.quick:
+        meta["note"] = (
+            "smoke test of the route: 2 training iterations per model, the verdicts judge untrained networks"
+        )
+    path = write_tables(out, summarise(per_seed), meta)
+    print(path.read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
