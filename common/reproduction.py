@@ -1,5 +1,6 @@
 """Paper-vs-ours result files of the bundles' ``scripts/reproduce_tables.py``: provenance, mean ± sd cells,
-one-line verdicts per claim, and one ``<table>.md`` + ``<table>.csv`` per paper table.
+one-line verdicts per claim, and one ``<table>.md`` + ``<table>.csv`` per paper table; and the logged
+``python -m monai.bundle`` runs that produce their numbers.
 
 Kept free of torch and of other ``common`` parts, so the tables (and their tests) need no network.
 """
@@ -8,12 +9,27 @@ from __future__ import annotations
 
 import csv
 import datetime
+import itertools
+import json
 import math
+import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["provenance", "mean_sd", "cell", "order_verdict", "write_table"]
+__all__ = [
+    "git_commit",
+    "utc_date",
+    "provenance",
+    "mean_sd",
+    "cell",
+    "order_verdict",
+    "write_table",
+    "write_csv",
+    "configs_arg",
+    "run_monai_bundle",
+]
 
 NOT_RUN = "not run"
 
@@ -32,10 +48,15 @@ def git_commit(repo: Path) -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def utc_date() -> str:
+    """Now, as the results files date their runs."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def provenance(repo: Path, scale: str, data: str, seeds: Sequence[int], wall_s: float) -> dict[str, str]:
     """What every results file records: date (UTC), commit, scale, data, seeds and wall time."""
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": utc_date(),
         "commit": git_commit(repo),
         "scale": scale,
         "data": data,
@@ -117,3 +138,34 @@ def write_table(
         writer.writeheader()
         writer.writerows(rows)
     return markdown
+
+
+def write_csv(path: Path, records: Sequence[Mapping]) -> None:
+    """``records`` as a CSV whose columns are their keys, in order of first appearance."""
+    fields = list(dict.fromkeys(key for record in records for key in record))
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def configs_arg(bundle: Path, *names: str) -> str:
+    """``--config_file`` value: the JSON list of ``<bundle>/configs/<name>`` paths (merged in this order)."""
+    return json.dumps([str(bundle / "configs" / name) for name in names])
+
+
+def run_monai_bundle(args: Sequence[str], log: Path, repo: Path) -> None:
+    """``python -m monai.bundle <args>`` with ``repo`` on ``PYTHONPATH`` (so ``common`` imports from a clone),
+    the command and its output appended to ``log``; a failure raises naming the run, the log and its last 20
+    lines."""
+    command = [sys.executable, "-m", "monai.bundle", *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as stream:
+        stream.write(" ".join(command) + "\n")
+        stream.flush()
+        code = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    if code:
+        run = " ".join(itertools.takewhile(lambda arg: not arg.startswith("--"), args))
+        tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"monai.bundle {run} failed (exit {code}); log {log}:\n{tail}")

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import csv
 import importlib
+import json
 from pathlib import Path
 
-from common.bundle_scripts import load_bundle_scripts
-from common.reproduction import cell, order_verdict, write_table
+import pytest
 
-BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
+from common.bundle_scripts import load_bundle_scripts
+from common.reproduction import cell, order_verdict, run_monai_bundle, write_table
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES = REPO / "bundles"
 INFO = {"date": "d", "commit": "c", "scale": "s", "data": "x", "seeds": "0", "wall time": "0 min"}
 
 
@@ -39,6 +43,29 @@ def test_verdicts_and_cells_on_made_up_numbers(tmp_path):
     assert "| 1 | 2 |" in md.read_text() and "- claim: **reproduced**" in md.read_text()
     assert table_rows(tmp_path / "t.csv") == [{"a": "1", "b": "2"}]
     assert "# commit: c" in (tmp_path / "t.csv").read_text()
+
+
+def test_run_monai_bundle_appends_the_command_and_its_output_to_the_log(tmp_path):
+    config = tmp_path / "ok.json"
+    config.write_text(json.dumps({"run": ["$print('ran-ok')"]}), encoding="utf-8")
+    log = tmp_path / "run.log"
+    log.write_text("earlier run\n", encoding="utf-8")
+    run_monai_bundle(["run", "--config_file", str(config)], log, REPO)
+    lines = log.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "earlier run"  # appended, not overwritten
+    assert lines[1].endswith(f"-m monai.bundle run --config_file {config}")
+    assert "ran-ok" in lines
+
+
+def test_run_monai_bundle_failure_names_the_run_and_quotes_the_log_tail(tmp_path):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"run": ["$1/0"]}), encoding="utf-8")
+    log = tmp_path / "new" / "folder" / "run.log"  # its folder is created
+    with pytest.raises(RuntimeError) as error:
+        run_monai_bundle(["run", "--config_file", str(config)], log, REPO)
+    message = str(error.value)
+    assert message.startswith(f"monai.bundle run failed (exit 1); log {log}:")
+    assert "Failed to evaluate ConfigExpression" in message and "'$1/0'" in message  # monai's last lines
 
 
 def test_autoinpainting_tables_quote_the_paper_and_judge_the_order(tmp_path):

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,26 +43,10 @@ NOT_MEASURABLE = {
 }
 
 
-def run_bundle(args: list[str], log: Path) -> None:
-    """``python -m monai.bundle <args>`` with its output appended to ``log``; a failure names the log."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    with log.open("a", encoding="utf-8") as stream:
-        stream.write(" ".join(args) + "\n")
-        stream.flush()
-        code = subprocess.run(
-            [sys.executable, "-m", "monai.bundle", *args], stdout=stream, stderr=subprocess.STDOUT, env=env
-        ).returncode
-    if code:
-        raise RuntimeError(f"monai.bundle {args[0]} {args[1]} failed (exit {code}); see {log}")
-
-
-def configs(*names: str) -> str:
-    return json.dumps([str(BUNDLE / "configs" / n) for n in names])
-
-
 def train_and_evaluate(model: str, seed: int, scale: dict, root: Path) -> Path:
     """Phase 1 + phase 2 training and evaluation of one model and seed; returns its evaluation folder."""
+    from common.reproduction import configs_arg, run_monai_bundle
+
     run, evaluation = root / "runs" / f"{model}_seed{seed}", root / "eval" / f"{model}_seed{seed}"
     if (evaluation / f"segmentation_{model}.json").exists():
         return evaluation
@@ -82,20 +64,25 @@ def train_and_evaluate(model: str, seed: int, scale: dict, root: Path) -> Path:
             f"$@scripts.evaluation.tumour_slices(@datalist_file, @segmentation_splits, @segmentation_keys)[:{tumour}]",
         ]  # fmt: skip
     base = ["train.json", "quick.json", *MODELS[model]]
-    run_bundle(["run", "training", "--config_file", configs(*base), *common, "--max_epochs", str(scale["phase1"])], log)
-    phase2 = [*base, "phase2.json"]
-    run_bundle(
-        ["run", "training", "--config_file", configs(*phase2), *common, "--max_epochs", str(scale["phase2"]),
-         *phase2_from],
-        log,
+    run_monai_bundle(
+        ["run", "training", "--config_file", configs_arg(BUNDLE, *base), *common, "--max_epochs",
+         str(scale["phase1"])],
+        log, REPO,
     )  # fmt: skip
-    run_bundle(
+    phase2 = [*base, "phase2.json"]
+    run_monai_bundle(
+        ["run", "training", "--config_file", configs_arg(BUNDLE, *phase2), *common, "--max_epochs",
+         str(scale["phase2"]), *phase2_from],
+        log, REPO,
+    )  # fmt: skip
+    run_monai_bundle(
         [
-            "run", "evaluating", "--config_file", configs(*phase2, "evaluate.json"), "--bundle_root", str(BUNDLE),
-            "--output_dir", str(evaluation), "--seed", str(seed), "--checkpoint", str(evaluated),
+            "run", "evaluating", "--config_file", configs_arg(BUNDLE, *phase2, "evaluate.json"),
+            "--bundle_root", str(BUNDLE), "--output_dir", str(evaluation), "--seed", str(seed),
+            "--checkpoint", str(evaluated),
             "--segmentation_splits", json.dumps(scale["splits"]), *limits,
         ],
-        log,
+        log, REPO,
     )  # fmt: skip
     return evaluation
 

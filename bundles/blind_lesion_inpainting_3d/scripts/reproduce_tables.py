@@ -16,11 +16,7 @@ Tissue classes: a 3-class Gaussian mixture of brain intensities (``scripts/tissu
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,16 +82,10 @@ def tissue_verdict(lesioned: list[float], inpainted: list[float]) -> tuple[str, 
     )
 
 
-def _fmt(values: list[float], digits: int) -> str:
-    return (
-        f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-        if len(values) > 1
-        else (f"{values[0]:.{digits}f}")
-    )
-
-
 def write_tables(out_dir: Path, results: list[dict], meta: dict) -> list[Path]:
     """``reconstruction.md/.csv`` and ``table1_tissue.md/.csv`` from each seed's ``evaluation.json``."""
+    from common.reproduction import cell, write_csv
+
     out_dir.mkdir(parents=True, exist_ok=True)
     header = ["", *(f"- {k}: {v}" for k, v in meta.items()), ""]
     seed_means = {k: [r["summary"][k] for r in results if k in r["summary"]] for k in PSNR_ROWS}
@@ -111,7 +101,7 @@ def write_tables(out_dir: Path, results: list[dict], meta: dict) -> list[Path]:
     records = []
     for key, label in PSNR_ROWS.items():
         values = seed_means[key] if len(results) > 1 else [s[key] for s in subjects if key in s]
-        ours = _fmt(values, 2) if values else "not evaluated"
+        ours = cell(values, 2) if values else "not evaluated"
         lines.append(f"| {label} | {PAPER_PSNR[key]} | {ours} |")
         records.append(
             {
@@ -149,7 +139,7 @@ def write_tables(out_dir: Path, results: list[dict], meta: dict) -> list[Path]:
     )
     paths = [out_dir / "reconstruction.md", out_dir / "table1_tissue.md"]
     paths[0].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _csv(out_dir / "reconstruction.csv", records)
+    write_csv(out_dir / "reconstruction.csv", records)
 
     lesioned = [s["tissue_dice_lesioned"] for s in subjects if "tissue_dice_lesioned" in s]
     inpainted = [s["tissue_dice_inpainted"] for s in subjects if "tissue_dice_inpainted" in s]
@@ -164,7 +154,7 @@ def write_tables(out_dir: Path, results: list[dict], meta: dict) -> list[Path]:
     records = []
     for tissue, ((po, pos), (pi, pis)) in PAPER_TABLE1.items():
         measured = tissue == "Average" and lesioned
-        ours = (_fmt(lesioned, 4), _fmt(inpainted, 4)) if measured else ("not reported by evaluation.py",) * 2
+        ours = (cell(lesioned, 4), cell(inpainted, 4)) if measured else ("not reported by evaluation.py",) * 2
         lines.append(f"| {tissue} | {po} ± {pos} | {pi} ± {pis}* | {ours[0]} | {ours[1]} |")
         records.append(
             {
@@ -191,42 +181,8 @@ def write_tables(out_dir: Path, results: list[dict], meta: dict) -> list[Path]:
         f"- blind inpainting significantly improves tissue Dice (paper 0.9834 vs 0.9718): **{verdict}**",
     ]
     paths[1].write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _csv(out_dir / "table1_tissue.csv", records)
+    write_csv(out_dir / "table1_tissue.csv", records)
     return paths
-
-
-def _csv(path: Path, records: list[dict]) -> None:
-    fields = list(dict.fromkeys(k for r in records for k in r))
-    with path.open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(records)
-
-
-def _monai_bundle(args: list[str], log: Path) -> None:
-    """``python -m monai.bundle <args>``, output appended to ``log``; a failure names the log and its tail."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a", encoding="utf-8") as stream:
-        code = subprocess.run(
-            [sys.executable, "-m", "monai.bundle", *args], stdout=stream, stderr=subprocess.STDOUT, env=env
-        ).returncode
-    if code:
-        tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"monai.bundle {args[0]} failed (exit {code}); log {log}:\n{tail}")
-
-
-def _configs(names: list[str]) -> str:
-    return json.dumps([str(BUNDLE / "configs" / n) for n in names])
-
-
-def _git_commit() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    return git("rev-parse", "--short", "HEAD") + (
-        " (+ uncommitted changes)" if git("status", "--porcelain") else ""
-    )
 
 
 def main(argv=None) -> None:
@@ -246,6 +202,9 @@ def main(argv=None) -> None:
         "--splits", nargs="+", default=["test"], help="datalist splits scored (held-out: test)"
     )
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))  # common/, when run as a file from a clone
+    from common.reproduction import configs_arg, git_commit, run_monai_bundle, utc_date
+
     out = Path(args.output_dir or BUNDLE / "docs" / "results" / ("quick" if args.quick else ""))
     base = ["train.json"] if args.paper_scale else ["train.json", "quick.json"]
     subjects = (
@@ -280,26 +239,27 @@ def main(argv=None) -> None:
         for stage, configs, epochs in (("nonblind", base, "12"), ("blind", [*base, "blind.json"], "8")):
             if args.quick or (run / f"{stage}.trained").exists():
                 continue
-            _monai_bundle(
+            run_monai_bundle(
                 [
                     "run",
                     "training",
                     "--config_file",
-                    _configs(configs),
+                    configs_arg(BUNDLE, *configs),
                     *common,
                     *([] if args.paper_scale else ["--max_epochs", epochs]),
                 ],
                 run / f"{stage}.log",
+                REPO,
             )
             (run / f"{stage}.trained").write_text("", encoding="utf-8")
         evaluation = out / f"seed{seed}"
         ckpt_dir = BUNDLE / "models" if args.quick else run / "models"
-        _monai_bundle(
+        run_monai_bundle(
             [
                 "run",
                 "evaluating",
                 "--config_file",
-                _configs([*base, "blind.json", "evaluate.json"]),
+                configs_arg(BUNDLE, *base, "blind.json", "evaluate.json"),
                 "--bundle_root",
                 str(BUNDLE),
                 "--ckpt_dir",
@@ -310,6 +270,7 @@ def main(argv=None) -> None:
                 subjects,
             ],
             evaluation / "evaluation.log",
+            REPO,
         )
         results.append(json.loads((evaluation / "evaluation.json").read_text(encoding="utf-8")))
     scale = (
@@ -328,8 +289,8 @@ def main(argv=None) -> None:
         else "train.json"
     )
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "git commit": _git_commit(),
+        "date": utc_date(),
+        "git commit": git_commit(REPO),
         "data": "embedded synthetic cohort (common.data.build_sample_data(): 10 subjects on the 182x218x182 MNI "
         f"grid, healthy + MS-like lesions, split 6/2/2 by subject); scored: {' + '.join(args.splits)} "
         f"subjects, against their lesion-free truth",

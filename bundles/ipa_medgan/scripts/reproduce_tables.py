@@ -15,11 +15,7 @@ Runs live in ``<runs_dir>/seed<k>/<model>_<experiment>`` (default ``runs/reprodu
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import json
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -89,13 +85,11 @@ def summarise(per_seed: list[dict]) -> dict:
     return out
 
 
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def verdict(winner: list[float] | None, loser: list[float] | None) -> str:
     """Does ``winner`` beat ``loser`` (higher is better)? The difference of the means must exceed the combined
     seed spread (sqrt(sd_w² + sd_l²)); one seed judges the direction alone."""
+    from common.reproduction import mean_sd
+
     if not winner or not loser:
         return "not measurable here (a model was not trained)"
     (mw, sw), (ml, sl) = mean_sd(winner), mean_sd(loser)
@@ -111,15 +105,15 @@ def verdict(winner: list[float] | None, loser: list[float] | None) -> str:
 
 
 def _cell(values: list[float] | None, metric: str) -> str:
-    if not values:
-        return "not trained"
-    digits = 4 if metric in ("ssim", "uqi") else 2
-    mean, sd = mean_sd(values)
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+    from common.reproduction import cell
+
+    return cell(values, 4 if metric in ("ssim", "uqi") else 2) if values else "not trained"
 
 
 def write_tables(out_dir: Path, summary: dict, meta: dict) -> Path:
     """``table_I.md`` (per experiment: ours and paper side by side, then the verdicts) and ``table_I.csv``."""
+    from common.reproduction import mean_sd, write_csv
+
     out_dir.mkdir(parents=True, exist_ok=True)
     records, lines = (
         [],
@@ -183,44 +177,26 @@ def write_tables(out_dir: Path, summary: dict, meta: dict) -> Path:
     ]
     path = out_dir / "table_I.md"
     path.write_text("\n".join(lines), encoding="utf-8")
-    with (out_dir / "table_I.csv").open("w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
+    write_csv(out_dir / "table_I.csv", records)
     return path
-
-
-def _monai_bundle(args: list[str], log: Path) -> None:
-    """``python -m monai.bundle <args>``, output appended to ``log``; a failure names the log and its tail."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a", encoding="utf-8") as stream:
-        code = subprocess.run(
-            [sys.executable, "-m", "monai.bundle", *args], stdout=stream, stderr=subprocess.STDOUT, env=env
-        ).returncode
-    if code:
-        tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"monai.bundle {args[0]} failed (exit {code}); log {log}:\n{tail}")
-
-
-def _configs(names: list[str]) -> str:
-    return json.dumps([str(BUNDLE / "configs" / n) for n in names])
 
 
 def train(run: tuple, base: list[str], runs_dir: Path, extra: list[str]) -> float:
     """Train one (seed, model, experiment) with its configs (skipped when trained); returns the wall seconds."""
+    from common.reproduction import configs_arg, run_monai_bundle
+
     seed, model, experiment, model_configs = run
     out = runs_dir / f"seed{seed}" / f"{model}_{experiment}"
     if (out / "trained").exists():
         return 0.0
     start = time.perf_counter()
     configs = base + EXPERIMENTS[experiment] + model_configs
-    _monai_bundle(
+    run_monai_bundle(
         [
             "run",
             "training",
             "--config_file",
-            _configs(configs),
+            configs_arg(BUNDLE, *configs),
             "--bundle_root",
             str(BUNDLE),
             "--runs_dir",
@@ -232,18 +208,10 @@ def train(run: tuple, base: list[str], runs_dir: Path, extra: list[str]) -> floa
             *extra,
         ],
         out / "run.log",
+        REPO,
     )
     (out / "trained").write_text("", encoding="utf-8")
     return time.perf_counter() - start
-
-
-def _git_commit() -> str:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    return git("rev-parse", "--short", "HEAD") + (
-        " (+ uncommitted changes)" if git("status", "--porcelain") else ""
-    )
 
 
 def main(argv=None) -> None:
@@ -269,6 +237,7 @@ def main(argv=None) -> None:
         extra += ["--train#dataset#data", "$@train#datalist[:8]"]
     sys.path.insert(0, str(REPO))  # common/, when run as a file from a clone
     from common.bundle_scripts import load_bundle_scripts
+    from common.reproduction import configs_arg, git_commit, run_monai_bundle, utc_date
 
     models = load_bundle_scripts(BUNDLE).evaluation.MODELS
     runs = [
@@ -284,12 +253,12 @@ def main(argv=None) -> None:
     per_seed = []
     for seed in seeds:  # evaluate.json's reporting route: every run of this seed + biharmonic
         report = out / f"seed{seed}"
-        _monai_bundle(
+        run_monai_bundle(
             [
                 "run",
                 "reporting",
                 "--config_file",
-                _configs([*base, "evaluate.json"]),
+                configs_arg(BUNDLE, *base, "evaluate.json"),
                 "--bundle_root",
                 str(BUNDLE),
                 "--runs_dir",
@@ -300,6 +269,7 @@ def main(argv=None) -> None:
                 str(report),
             ],
             report / "report.log",
+            REPO,
         )
         rows = json.loads((report / "table1.json").read_text(encoding="utf-8"))
         per_seed.append({tuple(k.split("/")): v for k, v in rows.items()})
@@ -312,8 +282,8 @@ def main(argv=None) -> None:
         "1 epoch on 8 training slices (--quick)" if args.quick else f"{args.max_epochs or 'config'} epochs"
     )
     meta = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "git commit": _git_commit(),
+        "date": utc_date(),
+        "git commit": git_commit(REPO),
         "data": "embedded synthetic sample cohort (common.data.build_sample_data(), T1 slices; 96 training, 32 "
         "test slices, split by subject); the same fixed test masks for every row (scripts.masks)",
         "scale": f"{scale}; {epochs}; batch 4",

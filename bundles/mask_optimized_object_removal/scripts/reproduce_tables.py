@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -71,14 +69,6 @@ PAPER_TABLE5 = {  # Table V: ours without / with the mask expansion loss (MEL); 
 }
 
 
-def _configs(*names: str) -> str:
-    return "[" + ",".join(f"'{BUNDLE / 'configs' / n}'" for n in names) + "]"
-
-
-TRAIN = _configs("train.json", "quick.json")
-EVALUATE = _configs("train.json", "quick.json", "evaluate.json")
-
-
 def scale_args(scale: Mapping, **changes) -> list[str]:
     """``--id value`` bundle overrides of ``scale`` updated with ``changes``."""
     return [item for key, value in {**scale, **changes}.items() for item in (f"--{key}", str(value))]
@@ -88,13 +78,14 @@ def _alpha_dir(alpha: float) -> str:
     return f"alpha_{alpha:g}"
 
 
-def evaluation(out: Path, name: str, segmenter: Path, inpainter: Path, source: str) -> tuple:
-    """Stage evaluating a separately pretrained segmenter + inpainter (mask from ``source``)."""
+def evaluation(out: Path, name: str, segmenter: Path, inpainter: Path, source: str, evaluate: str) -> tuple:
+    """Stage evaluating a separately pretrained segmenter + inpainter (mask from ``source``; ``evaluate``: the
+    ``--config_file`` value)."""
     folder = out / "eval" / name
     return (
         f"evaluate {name}",
         folder / "binned_metrics.json",
-        ["evaluating", "--config_file", EVALUATE, "--output_dir", str(folder), "--eval_independent", "true",
+        ["evaluating", "--config_file", evaluate, "--output_dir", str(folder), "--eval_independent", "true",
          "--pretrained_segmenter", str(segmenter), "--pretrained_inpainter", str(inpainter),
          "--network_def#mask_source", source],
     )  # fmt: skip
@@ -104,6 +95,10 @@ def stages(
     out: Path, scale: Mapping, alphas: Sequence[float] = ALPHAS, finetune: Sequence[int] = (8,)
 ) -> list[tuple[str, Path, list[str]]]:
     """(name, output file that marks it done, ``monai.bundle run`` arguments) of every stage, in order."""
+    from common.reproduction import configs_arg
+
+    train = configs_arg(BUNDLE, "train.json", "quick.json")
+    evaluate = configs_arg(BUNDLE, "train.json", "quick.json", "evaluate.json")
     seg, inp_obj, inp_rnd = out / "segmenter.pt", out / "inpainter.pt", out / "random_masks" / "inpainter.pt"
     run = [
         ("pretrain segmenter", seg, ["pretrain_segmenter", "--output_dir", str(out), *scale_args(scale)]),
@@ -127,33 +122,34 @@ def stages(
             (f"end to end, {name}", folder / "checkpoint_final.pt",  # model.pt (best epoch) exists from epoch 1
              ["training", "--output_dir", str(folder), "--ckpt_dir", str(out), *change, *scale_args(scale)])
         )  # fmt: skip
-    run = [(name, done, [args[0], "--config_file", TRAIN, *args[1:]]) for name, done, args in run]
+    run = [(name, done, [args[0], "--config_file", train, *args[1:]]) for name, done, args in run]
     for masks, inpainter in (("object", inp_obj), ("random", inp_rnd)):
         for source in ("hint", "segmenter"):
-            run.append(evaluation(out, f"table2_{masks}_{source}", seg, inpainter, source))
+            run.append(evaluation(out, f"table2_{masks}_{source}", seg, inpainter, source, evaluate))
     for n in finetune:
-        run.append(evaluation(out, f"table3_finetune_{n}", seg, out / f"finetune_{n}" / "inpainter.pt", "hint"))
+        inpainter = out / f"finetune_{n}" / "inpainter.pt"
+        run.append(evaluation(out, f"table3_finetune_{n}", seg, inpainter, "hint", evaluate))
     sweep = out / "eval" / "table1"
     run.append(
         ("evaluate Table I expand sweep", sweep / "expand_sweep.json",
-         ["evaluate_expand_sweep", "--config_file", EVALUATE, "--output_dir", str(sweep), "--eval_independent",
+         ["evaluate_expand_sweep", "--config_file", evaluate, "--output_dir", str(sweep), "--eval_independent",
           "true", "--pretrained_segmenter", str(seg), "--pretrained_inpainter", str(inp_obj)])
     )  # fmt: skip
     for name in end_to_end:
         folder = out / "eval" / f"end_to_end_{name}"
         run.append(
             (f"evaluate end to end, {name}", folder / "binned_metrics.json",
-             ["evaluating", "--config_file", EVALUATE, "--output_dir", str(folder), "--ckpt_dir", str(out / name)])
+             ["evaluating", "--config_file", evaluate, "--output_dir", str(folder), "--ckpt_dir", str(out / name)])
         )  # fmt: skip
     pipelines = {m: out / "table2" / f"pipeline_{m}_masks.pt" for m in ("object", "random")}
     run.append(
         ("Table II panel", out / "table2_panel.png",
-         ["panel", "--config_file", EVALUATE, "--output_dir", str(out / "table2"), "--network_def#mask_source",
+         ["panel", "--config_file", evaluate, "--output_dir", str(out / "table2"), "--network_def#mask_source",
           "hint", "--panel_checkpoints", repr({f"{m} masks": str(p) for m, p in pipelines.items()})])
     )  # fmt: skip
     run.append(
         ("Table IV panel", out / "table4_panel.png",
-         ["panel", "--config_file", EVALUATE, "--output_dir", str(out / "table4"), "--panel_checkpoints",
+         ["panel", "--config_file", evaluate, "--output_dir", str(out / "table4"), "--panel_checkpoints",
           repr({f"alpha {a:g}": str(out / _alpha_dir(a) / "model.pt") for a in alphas})])
     )  # fmt: skip
     return run
@@ -181,6 +177,8 @@ def write_table2_pipelines(out: Path) -> None:
 
 def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int]) -> None:
     """Every stage of one seed not yet done, each logged to ``<out>/logs``; stops at the first failure."""
+    from common.reproduction import run_monai_bundle
+
     for name, done, run_args in stages(out, scale, ALPHAS, finetune):
         if done.exists():
             print(f"[done] {name}: {done}", flush=True)
@@ -188,19 +186,13 @@ def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int]) ->
         if name == "Table II panel":
             write_table2_pipelines(out)
         log = out / "logs" / (name.replace(" ", "_").replace(",", "") + ".log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "monai.bundle", "run", *run_args, "--bundle_root", str(BUNDLE),
-                   "--seed", str(seed)]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         start = time.time()
-        with log.open("w", encoding="utf-8") as stream:
-            stream.write(" ".join(command) + "\n")
-            stream.flush()
-            result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, check=False, env=env)
-        status = "ok" if result.returncode == 0 else "FAILED"
-        print(f"[{status}] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
-        if result.returncode != 0:
-            raise SystemExit(f"stage '{name}' failed (exit {result.returncode}); see {log}")
+        try:
+            run_monai_bundle(["run", *run_args, "--bundle_root", str(BUNDLE), "--seed", str(seed)], log, REPO)
+        except RuntimeError as error:
+            print(f"[FAILED] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
+            raise SystemExit(f"stage '{name}' failed: {error}") from error
+        print(f"[ok] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
         if name.endswith("panel"):
             (done.parent / done.stem.split("_")[0] / "panel.png").replace(done)
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,31 +48,21 @@ def variant_name(config: dict) -> str:
     return "_".join(f"{k}-{v}" for k, v in sorted(config.items()))
 
 
-def run_bundle(args: list[str], log: Path) -> None:
-    """``python -m monai.bundle <args>``, output appended to ``log``; a failure names the log and its tail."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    with log.open("a", encoding="utf-8") as stream:
-        code = subprocess.run(
-            [sys.executable, "-m", "monai.bundle", *args], stdout=stream, stderr=subprocess.STDOUT, env=env
-        ).returncode
-    if code:
-        tail = "".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"monai.bundle {args[0]} failed (exit {code}); log {log}:\n{tail}")
-
-
-def config_files(paper_scale: bool) -> list[Path]:
-    return [BUNDLE / "configs" / "train.json"] + ([] if paper_scale else [BUNDLE / "configs" / "quick.json"])
+def config_names(paper_scale: bool) -> list[str]:
+    return ["train.json"] if paper_scale else ["train.json", "quick.json"]
 
 
 def train_and_evaluate(
     config: dict, out: Path, paper_scale: bool, max_images: int | None, iterations: int | None = None
 ) -> dict:
     """Train one variant (skipped when its ``evaluation.json`` exists) and return its results."""
+    from common.reproduction import configs_arg, run_monai_bundle
+
     result = out / "evaluation.json"
     if result.exists():
         return json.loads(result.read_text(encoding="utf-8"))["results"]
     out.mkdir(parents=True, exist_ok=True)
-    configs = config_files(paper_scale)
+    configs = config_names(paper_scale)
     mask = json.dumps(
         {
             **json.loads((BUNDLE / "configs" / "train.json").read_text(encoding="utf-8"))["mask_config"],
@@ -84,13 +72,12 @@ def train_and_evaluate(
     common_args = ["--bundle_root", str(BUNDLE), "--output_dir", str(out), "--mask_config", mask]
     schedule = [] if iterations is None else ["--iterations", str(iterations)]
     log = out / "run.log"
-    run_bundle(
-        ["run", "training", "--config_file", json.dumps([str(c) for c in configs]), *common_args, *schedule],
-        log,
+    run_monai_bundle(
+        ["run", "training", "--config_file", configs_arg(BUNDLE, *configs), *common_args, *schedule], log, REPO
     )
-    evaluate = [*configs, BUNDLE / "configs" / "evaluate.json"]
     limit = [] if max_images is None else ["--eval_max_images", str(max_images)]
-    run_bundle(["run", "--config_file", json.dumps([str(c) for c in evaluate]), *common_args, *limit], log)
+    evaluate = configs_arg(BUNDLE, *configs, "evaluate.json")
+    run_monai_bundle(["run", "--config_file", evaluate, *common_args, *limit], log, REPO)
     return json.loads(result.read_text(encoding="utf-8"))["results"]
 
 
@@ -111,8 +98,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.iterations is not None:
         per_epoch = {}
-        for path in config_files(args.paper_scale):
-            per_epoch.update(json.loads(path.read_text(encoding="utf-8")))
+        for name in config_names(args.paper_scale):
+            per_epoch.update(json.loads((BUNDLE / "configs" / name).read_text(encoding="utf-8")))
         if args.iterations <= 0 or args.iterations % per_epoch["iterations_per_epoch"]:
             parser.error(
                 f"--iterations must be a positive multiple of iterations_per_epoch "
