@@ -24,7 +24,8 @@ from skimage.restoration import inpaint_biharmonic
 __all__ = [
     "EXPERIMENTS",
     "MODELS",
-    "PAPER",
+    "PAPER_ROW",
+    "PAPER_TABLE_I",
     "BiharmonicInpainter",
     "evaluate_run",
     "table_scores",
@@ -41,11 +42,27 @@ MODELS = {
 }
 #: Table I's metrics -> the evaluator's names for them (``validate#metrics`` of train.json)
 METRICS = {"ssim": "val_ssim", "psnr": "val_psnr", "mse": "val_mse_255", "uqi": "val_uqi"}
-#: Table I of the paper: the ipA-MedGAN rows, as quoted in this bundle's issue. The baselines' rows (CE, pix2pix,
-#: ...) were not available offline, so they are left out rather than guessed.
-PAPER = {
-    ("ipa_medgan", "square"): {"ssim": 0.9606, "psnr": 30.62, "mse": 65.81, "uqi": 0.9620},
-    ("ipa_medgan", "arbitrary"): {"ssim": 0.9818, "psnr": 35.12, "mse": 24.90, "uqi": 0.9889},
+#: Table I of the paper (Armanious et al., ICIP 2020), every row: (a) squares, (b) arbitrary masks
+PAPER_TABLE_I = {
+    "square": {
+        "CE": {"ssim": 0.8556, "psnr": 23.79, "mse": 281.59, "uqi": 0.8006},
+        "ip-MedGAN": {"ssim": 0.9518, "psnr": 29.68, "mse": 81.14, "uqi": 0.8628},
+        "ipA-MedGAN": {"ssim": 0.9606, "psnr": 30.62, "mse": 65.81, "uqi": 0.9620},
+    },
+    "arbitrary": {
+        "pix2pix": {"ssim": 0.9667, "psnr": 32.34, "mse": 43.77, "uqi": 0.8379},
+        "MedGAN": {"ssim": 0.9653, "psnr": 31.92, "mse": 47.42, "uqi": 0.8732},
+        "Gated-Conv": {"ssim": 0.9650, "psnr": 31.46, "mse": 50.26, "uqi": 0.8094},
+        "ipA-MedGAN": {"ssim": 0.9818, "psnr": 35.12, "mse": 24.90, "uqi": 0.9889},
+    },
+}
+#: our model name (evaluation.MODELS, + biharmonic) -> the paper's row it stands for (None: not in the paper)
+PAPER_ROW = {
+    "ipa_medgan": "ipA-MedGAN",
+    "pix2pix": "pix2pix",
+    "context_encoder": "CE",
+    "multiresunet": None,
+    "biharmonic": None,
 }
 #: overrides that make evaluate.json's evaluator score the biharmonic baseline: no weights to load, and the
 #: masked image and the mask as the "network"'s two inputs
@@ -160,7 +177,8 @@ def format_table(rows: dict, n_test: int) -> str:
     for model, label in labels.items():
         cells = []
         for experiment in EXPERIMENTS:
-            measured, paper = rows.get((model, experiment), "n/a"), PAPER.get((model, experiment))
+            measured = rows.get((model, experiment), "n/a")
+            paper = PAPER_TABLE_I[experiment].get(PAPER_ROW.get(model) or "")
             for metric in METRICS:
                 if measured == "n/a":
                     cell = "n/a"
@@ -180,7 +198,7 @@ def format_table(rows: dict, n_test: int) -> str:
     note = f"; PSNR over the finite slices (slices restored exactly: {'; '.join(exact)})" if exact else ""
     lines.append(
         f"\n{n_test} test slices; whole-image metrics; MSE on the 0-255 scale{note}. "
-        "Paper values are given for ipA-MedGAN only: the paper's baseline rows were not available offline.\n"
+        "Paper values beside the rows that stand for a paper method (ipA-MedGAN, pix2pix, CE); `scripts/reproduce_tables.py` lists the paper's other rows.\n"
     )
     return "\n".join(lines)
 

@@ -27,28 +27,6 @@ BUNDLE = Path(__file__).resolve().parents[1]
 REPO = BUNDLE.parents[1]
 EXPERIMENTS = {"square": [], "arbitrary": ["arbitrary.json"]}  # as evaluation.EXPERIMENTS
 METRICS = ("ssim", "psnr", "mse", "uqi")
-#: Table I of the paper (Armanious et al., ICIP 2020), every row: (a) squares, (b) arbitrary masks
-PAPER = {
-    "square": {
-        "CE": {"ssim": 0.8556, "psnr": 23.79, "mse": 281.59, "uqi": 0.8006},
-        "ip-MedGAN": {"ssim": 0.9518, "psnr": 29.68, "mse": 81.14, "uqi": 0.8628},
-        "ipA-MedGAN": {"ssim": 0.9606, "psnr": 30.62, "mse": 65.81, "uqi": 0.9620},
-    },
-    "arbitrary": {
-        "pix2pix": {"ssim": 0.9667, "psnr": 32.34, "mse": 43.77, "uqi": 0.8379},
-        "MedGAN": {"ssim": 0.9653, "psnr": 31.92, "mse": 47.42, "uqi": 0.8732},
-        "Gated-Conv": {"ssim": 0.9650, "psnr": 31.46, "mse": 50.26, "uqi": 0.8094},
-        "ipA-MedGAN": {"ssim": 0.9818, "psnr": 35.12, "mse": 24.90, "uqi": 0.9889},
-    },
-}
-#: our model name (evaluation.MODELS, + biharmonic) -> the paper's row it stands for (None: not in the paper)
-PAPER_ROW = {
-    "ipa_medgan": "ipA-MedGAN",
-    "pix2pix": "pix2pix",
-    "context_encoder": "CE",
-    "multiresunet": None,
-    "biharmonic": None,
-}
 LABELS = {
     "ipa_medgan": "ipA-MedGAN (2 x MultiResUNet)",
     "multiresunet": "single MultiResUNet (ablation)",
@@ -111,8 +89,12 @@ def _cell(values: list[float] | None, metric: str) -> str:
 
 
 def write_tables(out_dir: Path, summary: dict, meta: dict) -> Path:
-    """``table_I.md`` (per experiment: ours and paper side by side, then the verdicts) and ``table_I.csv``."""
+    """``table_I.md`` (per experiment: ours and paper side by side, then the verdicts) and ``table_I.csv``; the
+    paper's rows are ``evaluation.PAPER_TABLE_I``."""
+    from common.bundle_scripts import load_bundle_scripts
     from common.reproduction import mean_sd, write_csv
+
+    evaluation = load_bundle_scripts(BUNDLE).evaluation
 
     out_dir.mkdir(parents=True, exist_ok=True)
     records, lines = (
@@ -126,12 +108,13 @@ def write_tables(out_dir: Path, summary: dict, meta: dict) -> Path:
             "| method | " + " | ".join(f"{m.upper()} ours | {m.upper()} paper" for m in METRICS) + " |",
             "|---" * (1 + 2 * len(METRICS)) + "|",
         ]
-        paper_rows = dict(PAPER[experiment])
+        paper_rows = dict(evaluation.PAPER_TABLE_I[experiment])
         for model, label in LABELS.items():
             scores = summary.get((model, experiment))
             if scores is None and model == "context_encoder" and experiment != "square":
                 continue  # the CE is a squares-only method, as in the paper
-            paper = paper_rows.pop(PAPER_ROW[model], None) if PAPER_ROW[model] else None
+            row = evaluation.PAPER_ROW[model]
+            paper = paper_rows.pop(row, None) if row else None
             cells = []
             for metric in METRICS:
                 ours = _cell(scores[metric] if scores else None, metric)
