@@ -231,6 +231,13 @@ def test_psnr_of_exactly_restored_slices_is_counted_not_averaged():
     assert "slices restored exactly: biharmonic (given the mask), square: 1" in table
 
 
+def test_report_quotes_the_papers_rows_beside_the_methods_that_stand_for_them():
+    scores = {"ssim": 0.5, "psnr": 20.0, "mse": 100.0, "uqi": 0.5}
+    table = scripts.evaluation.format_table({("pix2pix", "arbitrary"): scores}, n_test=3)
+    row = next(line for line in table.splitlines() if line.startswith("| pix2pix"))
+    assert "20.00 (paper 32.34)" in row  # paper Table I (b), pix2pix PSNR
+
+
 def test_biharmonic_baseline_fills_only_the_hole():
     image = torch.linspace(0, 1, 16).repeat(16, 1)[None, None]
     mask = torch.zeros_like(image)
