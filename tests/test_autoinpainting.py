@@ -235,6 +235,38 @@ def test_bad_search_arguments_raise():
         )
 
 
+@pytest.mark.parametrize(
+    "shape, channels, kernels",
+    [
+        ((96, 96), (4, 8, 8), (5, 3, 3)),
+        ((75, 61), (4, 8, 8, 8, 8), (7, 5, 5, 3, 3)),
+        ((128, 100), (8, 16, 32, 32, 32, 32, 32, 32), (7, 5, 5, 3, 3, 3, 3, 3)),  # the shipped layout
+    ],
+)
+def test_local_pass_gives_the_whole_slice_composites(shape, channels, kernels):
+    """The local pass computes only the outputs that reach each hole: the whole-slice network's composites
+    for holes at corners and edges (zero padding), inside, tiny and empty, odd map sizes, trained-like BN."""
+    torch.manual_seed(0)
+    net = GatedUNet(channels=channels, kernel_sizes=kernels).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    height, width = shape
+    image = torch.rand(1, height, width)
+    yy, xx = np.mgrid[:height, :width]
+    spots = [(0, 0, 10), (height - 1, width // 2, 12), (height // 2, width // 2, 9), (5, width - 3, 14)]
+    spots.append((height // 3, 7, 1))
+    holes = [(yy - y) ** 2 + (xx - x) ** 2 <= r * r for y, x, r in spots] + [np.zeros(shape, bool)]
+    holes = torch.as_tensor(np.stack(holes)[:, None])
+    whole = autoinpainting.AutoInpainter(local=False, fill_value=0.3).inpaint(net, image, holes)
+    local = autoinpainting.AutoInpainter(fill_value=0.3, batch_size=4)
+    assert autoinpainting.supports_local_pass(net)
+    torch.testing.assert_close(local.inpaint(net, image, holes), whole, atol=1e-5, rtol=1e-5)
+    assert not autoinpainting.supports_local_pass(net.train())  # batch statistics: not local
+
+
 def test_crop_scoring_finds_the_same_circles_with_an_oracle(scene):
     """With a context-free (oracle) inpainter, scoring circles on crops gives exactly the full-slice scores."""
     healthy, image, _, ooi = scene

@@ -7,7 +7,9 @@ Per 2D slice (:meth:`AutoInpainter.inpaint_slice`):
    (:func:`common.transforms.sliding_circle_masks`), clipped to the OOI (ours: a disc crossing the OOI's edge
    voids only OOI pixels, so the edge of the body, skull or chest wall is never "inpainted" and scored as a
    tumour; the dilations of step 3 are clipped alike); each is inpainted, **in batches** of ``batch_size``
-   circles per forward pass (``batch_size=1`` is the naive one-circle-per-pass loop, same outputs);
+   circles per forward pass (``batch_size=1`` is the naive one-circle-per-pass loop, same outputs), by
+   default computing only the network outputs that reach the hole (:func:`local_composites`, same outputs,
+   ~10x faster);
 2. score of a circle = sum of |input - inpainted| inside it (all channels); the ``top_k`` (3) best circles
    are united;
 3. the union is dilated by squares of width 7, 9, 11, 13, 15 (``dilation_widths``); the union and its
@@ -53,6 +55,7 @@ from monai.inferers import Inferer
 from monai.transforms import MapTransform
 from scipy import ndimage
 
+from common.networks import GatedUNet
 from common.transforms import sliding_circle_masks
 
 logger = logging.getLogger(__name__)
@@ -66,9 +69,11 @@ __all__ = [
     "pixel_spacing",
     "residual_volume",
     "is_in_mm",
+    "local_composites",
     "search_in_pixels",
     "searcher_at",
     "segment_residual",
+    "supports_local_pass",
 ]
 
 #: pixel spacing (mm) of the paper's CT slices (NSCLC, 0.976 x 0.976 mm at 512 x 512), where its 27 px radius,
@@ -185,11 +190,18 @@ class AutoInpainter:
         batch_size: circles inpainted per forward pass (1 = naive loop).
         fill_value: intensity put in the holes of the network input.
         crop_size: if set, circles are scored on crops of this size around them (speed option, not the
-            paper's; see :meth:`circle_scores`); the six final inpaintings always use the whole slice.
+            paper's; see :meth:`circle_scores`); the six final inpaintings always use the whole slice. Not
+            exact: the network's 8 levels see the whole slice, so crop scores rank circles differently
+            (shipped weights, benchmark slice: correlation with whole-slice scores 0.31 at 75 px, 0.88 at
+            192 px).
         rescore_top: with ``crop_size``, the ``rescore_top`` best circles of the crop scores are inpainted again
             on the whole slice and the ``top_k`` are picked among them by those whole-slice scores (speed
             option: the answer is the naive search's whenever its ``top_k`` circles are in the crop scores'
             shortlist). None (default): the crop scores rank all circles.
+        local: with a gated :class:`~common.networks.GatedUNet` in eval mode, inpaint by
+            :func:`local_composites`, which computes only the network outputs that reach each hole: the
+            whole-slice answer (up to float rounding), about 10x faster on a CPU; False runs the whole slice
+            through the network for every hole (the naive search).
     """
 
     def __init__(
@@ -205,6 +217,7 @@ class AutoInpainter:
         fill_value: float = 0.0,
         crop_size: int | None = None,
         rescore_top: int | None = None,
+        local: bool = True,
     ) -> None:
         if radius <= 0 or step < 1 or top_k < 1 or batch_size < 1:
             raise ValueError(
@@ -227,13 +240,20 @@ class AutoInpainter:
         if rescore_top is not None and rescore_top < top_k:
             raise ValueError(f"rescore_top must be at least top_k ({top_k}), got {rescore_top}.")
         self.rescore_top = None if rescore_top is None else int(rescore_top)
+        self.local = bool(local)
 
     @torch.no_grad()
     def inpaint(self, network, image: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
         """Composites of ``image`` ((C, H, W), or one image per hole (N, C, H, W)) inpainted in each of
         ``holes`` (N, 1, H, W), ``batch_size`` holes per forward pass of ``network`` (input: masked image and
-        mask concatenated)."""
+        mask concatenated); with ``local`` and a gated U-Net, by :func:`local_composites` (same numbers)."""
         outputs = []
+        if self.local and image.dim() == 3 and supports_local_pass(network):
+            baseline = encoder_baseline(network, image)
+            for start in range(0, holes.shape[0], self.batch_size):
+                holes_batch = holes[start : start + self.batch_size]
+                outputs.append(local_composites(network, image, holes_batch, baseline))
+            return torch.cat(outputs)
         for start in range(0, holes.shape[0], self.batch_size):
             mask = holes[start : start + self.batch_size].to(image.dtype)
             known = image[None] if image.dim() == 3 else image[start : start + self.batch_size]
@@ -259,9 +279,14 @@ class AutoInpainter:
         return (self.inpaint(network, crops, crop_holes) - crops).abs().sum(dim=(1, 2, 3)).cpu().numpy()
 
     def dilate(self, mask: torch.Tensor) -> torch.Tensor:
-        """(1, 1, H, W) mask -> (1 + len(widths), 1, H, W): the mask and its square dilations."""
+        """(1, 1, H, W) mask -> (1 + len(widths), 1, H, W): the mask and its square dilations (a square's max
+        taken as a row max then a column max: the same values, far fewer comparisons)."""
         return torch.cat(
-            [mask] + [F.max_pool2d(mask, w, stride=1, padding=w // 2) for w in self.dilation_widths]
+            [mask]
+            + [
+                F.max_pool2d(F.max_pool2d(mask, (w, 1), 1, (w // 2, 0)), (1, w), 1, (0, w // 2))
+                for w in self.dilation_widths
+            ]
         )
 
     def choose(self, residual_sums: Sequence[float]) -> int:
@@ -348,6 +373,154 @@ class AutoInpainter:
             chosen,
             True,
         )
+
+
+# ------------------------------------------------------------------------------------------- exact local pass
+def supports_local_pass(network) -> bool:
+    """Whether :func:`local_composites` can run ``network``: a gated :class:`~common.networks.GatedUNet` in
+    eval mode (local convolutions, BatchNorm a fixed per-channel map)."""
+    return isinstance(network, GatedUNet) and not network.partial and not network.training
+
+
+def _fit(start: np.ndarray, end: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """One length for the intervals ``[start, end)`` of ``[0, size)``: the longest, each interval's window
+    shifted to cover it and stay inside (so every hole's window has one shape and a batch stacks)."""
+    length = int(max(1, (end - start).max()))
+    return np.minimum(start, size - length), length
+
+
+def _crops(maps: torch.Tensor, ys, xs, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, *size)``: item ``n``'s window at ``(ys[n], xs[n])`` of ``maps`` (N or 1 items)."""
+    items = range(len(ys)) if maps.shape[0] > 1 else [0] * len(ys)
+    return torch.stack([maps[i, :, y : y + size[0], x : x + size[1]] for i, y, x in zip(items, ys, xs)])
+
+
+def _gated(block, x: torch.Tensor) -> torch.Tensor:
+    """A :class:`~common.networks.GatedConv2d` block on an input already zero-padded (its feature and gating
+    convolutions as one, twice as wide)."""
+    feature, gating = block.feature, block.gating
+    bias = torch.zeros_like(gating.bias) if feature.bias is None else feature.bias
+    weight, bias = torch.cat([feature.weight, gating.weight]), torch.cat([bias, gating.bias])
+    both = F.conv2d(x, weight, bias, feature.stride)
+    out, gate = both.split(feature.out_channels, 1)
+    return block.act(block.norm(out)) * torch.sigmoid(gate)
+
+
+def _nearest_source(size_in: int, size_out: int) -> np.ndarray:
+    """Source index of each position of ``F.interpolate(mode="nearest")`` from ``size_in`` to ``size_out``,
+    read off torch itself so the local pass upsamples as the network does."""
+    ramp = torch.arange(size_in, dtype=torch.float64).view(1, 1, size_in, 1)
+    return F.interpolate(ramp, size=(size_out, 1), mode="nearest").view(-1).long().numpy()
+
+
+def _upsampled(d, d_starts, sources, starts, lengths, sizes, pad) -> torch.Tensor:
+    """Windows ``[start - pad, start + length + pad)`` of the nearest upsampling to ``sizes`` of features
+    ``d`` held on windows at ``d_starts``; zero outside the map (the convolution's padding)."""
+    d = F.pad(d, (0, 1, 0, 1))  # a zero row and column, read where the window leaves the map
+    index = []
+    for axis in range(2):
+        q = (np.asarray(starts[axis]) - pad)[:, None] + np.arange(lengths[axis] + 2 * pad)
+        inside = (q >= 0) & (q < sizes[axis])
+        source = sources[axis][np.clip(q, 0, sizes[axis] - 1)] - np.asarray(d_starts[axis])[:, None]
+        index.append(torch.as_tensor(np.where(inside, source, d.shape[2 + axis] - 1), device=d.device))
+    items = torch.arange(d.shape[0], device=d.device)[:, None, None]
+    return d[items, :, index[0][:, :, None], index[1][:, None, :]].permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def encoder_baseline(network, image: torch.Tensor) -> list[torch.Tensor]:
+    """Encoder features (1, C_l, H_l, W_l), levels 1..depth, of ``image`` (C, H, W) with no hole."""
+    h = torch.cat([image[None], torch.zeros_like(image[None, :1])], 1)
+    features = []
+    for block in network.encoder:
+        h, _ = block(h, None)
+        features.append(h)
+    return features
+
+
+@torch.no_grad()
+def local_composites(network, image: torch.Tensor, holes: torch.Tensor, baseline=None) -> torch.Tensor:
+    """Composites of ``image`` (C, H, W) inpainted by a gated U-Net (:func:`supports_local_pass`) in each of
+    ``holes`` (N, 1, H, W, binary), in one pass that computes only what reaches the holes: the whole-slice
+    pass's numbers up to float rounding, several times faster.
+
+    Why it is exact: a composite differs from the image only inside its hole, so only the output over the
+    hole's bounding box matters. An encoder feature differs from the unmasked slice's (``baseline``,
+    :func:`encoder_baseline`, computed once) only where its convolution window reaches the hole, so each level
+    recomputes that window alone on a copy of the baseline; the decoder and the output convolution run only on
+    the windows the hole's box depends on (nearest upsampling indices read off torch). Deep levels, a few
+    pixels wide, are covered whole; zero padding at the map edges is reproduced, so border circles are exact.
+    No fill value: the network zeroes its input's holes itself, so with binary holes it changes nothing.
+    """
+    n = holes.shape[0]
+    baseline = encoder_baseline(network, image) if baseline is None else baseline
+    sizes = [tuple(image.shape[1:])] + [tuple(f.shape[2:]) for f in baseline]
+    depth, pad_out = len(network.encoder), network.output.padding[0]
+    pad = max([pad_out] + [b.feature.padding[0] for b in (*network.encoder, *network.decoder)])
+    mask = holes.to(image.dtype)
+    padded_mask, padded_image = F.pad(mask, (pad,) * 4), F.pad(image[None], (pad,) * 4)
+
+    def level0(ys, xs, size):  # windows (padded coordinates) of the network's first-level input
+        m = _crops(padded_mask, ys, xs, size)
+        return torch.cat([_crops(padded_image, ys, xs, size) * (1 - m), m], 1)
+
+    box = []  # per axis: the hole's bounding interval (an empty hole: the first pixel, its output unused)
+    for axis in range(2):
+        hit = (mask[:, 0].amax(dim=2 - axis) > 0).cpu().numpy()
+        first = np.where(hit.any(1), hit.argmax(1), 0)
+        box.append((first, np.where(hit.any(1), hit.shape[1] - hit[:, ::-1].argmax(1), 1)))
+    # encoder: level l recomputed on the window its convolutions carry the hole's influence to (maps padded)
+    features, affected = [None], box
+    for level, block in enumerate(network.encoder, start=1):
+        k, s, p = block.feature.kernel_size[0], block.feature.stride[0], block.feature.padding[0]
+        fitted = [
+            _fit(np.maximum(0, -((k - 1 - a0 - p) // s)), np.minimum(size, (a1 - 1 + p) // s + 1), size)
+            for (a0, a1), size in zip(affected, sizes[level])
+        ]
+        (ys, ly), (xs, lx) = fitted
+        corner, size = (s * ys + pad - p, s * xs + pad - p), (s * (ly - 1) + k, s * (lx - 1) + k)
+        inputs = level0(*corner, size) if level == 1 else _crops(features[-1], *corner, size)
+        values = _gated(block, inputs)
+        out = F.pad(baseline[level - 1], (pad,) * 4).expand(n, -1, -1, -1).clone()
+        for i, (y, x) in enumerate(zip(ys + pad, xs + pad)):
+            out[i, :, y : y + ly, x : x + lx] = values[i]
+        features.append(out)
+        affected = [(ys, ys + ly), (xs, xs + lx)]
+    # the decoder windows the output over the hole's box needs, from full resolution down
+    need = [(np.maximum(0, lo - pad_out), np.minimum(end, hi + pad_out)) for (lo, hi), end in zip(box, sizes[0])]
+    windows, sources = [], []
+    for level in range(depth):
+        fitted = [_fit(lo, hi, size) for (lo, hi), size in zip(need, sizes[level])]
+        windows.append(([f[0] for f in fitted], [f[1] for f in fitted]))
+        p = network.decoder[depth - 1 - level].feature.padding[0]
+        sources.append([_nearest_source(sizes[level + 1][a], sizes[level][a]) for a in range(2)])
+        need = []
+        for a, (start, length) in enumerate(fitted):
+            lo, hi = np.maximum(0, start - p), np.minimum(sizes[level][a], start + length + p)
+            need.append((sources[-1][a][lo], sources[-1][a][hi - 1] + 1))
+    windows.append(([np.zeros(n, int)] * 2, list(sizes[depth])))
+    # decoder, deepest first, each level on its window only
+    h = features[depth][:, :, pad : pad + sizes[depth][0], pad : pad + sizes[depth][1]]
+    for level in range(depth - 1, -1, -1):
+        block = network.decoder[depth - 1 - level]
+        p = block.feature.padding[0]
+        (ys, xs), (ly, lx) = windows[level]
+        up = _upsampled(h, windows[level + 1][0], sources[level], (ys, xs), (ly, lx), sizes[level], p)
+        corner, size = (ys + pad - p, xs + pad - p), (ly + 2 * p, lx + 2 * p)
+        skip = level0(*corner, size) if level == 0 else _crops(features[level], *corner, size)
+        h = _gated(block, torch.cat([up, skip], 1))
+    # output convolution over the hole's box, pasted into the image
+    (ys, ly), (xs, lx) = (_fit(b0, b1, size) for (b0, b1), size in zip(box, sizes[0]))
+    identity = [np.arange(size) for size in sizes[0]]
+    up = _upsampled(h, windows[0][0], identity, (ys, xs), (ly, lx), sizes[0], pad_out)
+    rest = level0(ys + pad - pad_out, xs + pad - pad_out, (ly + 2 * pad_out, lx + 2 * pad_out))
+    pred = torch.sigmoid(F.conv2d(torch.cat([up, rest], 1), network.output.weight, network.output.bias))
+    composite = image[None].repeat(n, 1, 1, 1)
+    for i, (y, x) in enumerate(zip(ys, xs)):
+        inside = mask[i, :, y : y + ly, x : x + lx]
+        known = composite[i, :, y : y + ly, x : x + lx]
+        composite[i, :, y : y + ly, x : x + lx] = pred[i] * inside + known * (1 - inside)
+    return composite
 
 
 def residual_volume(images: torch.Tensor, inpainted: torch.Tensor) -> torch.Tensor:
