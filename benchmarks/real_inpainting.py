@@ -447,11 +447,16 @@ def run_autoinpainting(bundle: Path, cases: list[dict], tmp: Path) -> list[np.nd
     return _read_outputs(cases, tmp / "out", "filled")
 
 
-def run_blind_3d(bundle: Path, cases: list[dict], tmp: Path, volumes: dict) -> list[np.ndarray]:
+def run_blind_3d(
+    bundle: Path, cases: list[dict], tmp: Path, volumes: dict
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """inference.json + inference_nonblind.json on the whole RAS volume with ``{"image", "label"}``: per subject
     and placement one volume whose holes are the slices' 2-D holes extruded over z-3..z+3 (in the brain); the
-    same slices are scored. Output (composited, native grid) in the input's units."""
+    same slices are scored. Returns the outputs (composited, native grid, the input's units) and, per case, the
+    slice's hole as the bundle was given it: the union of the volume's holes, since another case's 3-D tumour
+    blob can cross this slice (those pixels were unknown to the bundle, so they do not count as known)."""
     outputs: dict[str, np.ndarray] = {}
+    given: dict[str, np.ndarray] = {}
     entries, groups = [], []
     for subject, vol in volumes.items():
         for placement in dict.fromkeys(c["placement"] for c in cases):  # standard placements or own families
@@ -472,12 +477,13 @@ def run_blind_3d(bundle: Path, cases: list[dict], tmp: Path, volumes: dict) -> l
             nib.save(nib.Nifti1Image(label.astype(np.uint8), vol["affine"]), tmp / f"{name}_hole.nii.gz")
             entries.append({"image": str(tmp / f"{name}.nii.gz"), "label": str(tmp / f"{name}_hole.nii.gz")})
             groups.append((name, group))
+            given.update({case["name"]: label[:, :, case["z"]] | case["hole"] for case in group})
     _run_workflow(bundle, ["inference.json", "inference_nonblind.json"], tmp / "out", entries)
     for name, group in groups:
         filled = np.asarray(nib.load(tmp / "out" / f"{name}_filled.nii.gz").get_fdata(dtype=np.float32))
         for case in group:
             outputs[case["name"]] = filled[:, :, case["z"]]
-    return [outputs[c["name"]] for c in cases]
+    return [outputs[c["name"]] for c in cases], [given[c["name"]] for c in cases]
 
 
 BUNDLE_RUNNERS: dict[str, Callable] = {
@@ -815,6 +821,7 @@ def evaluate(
     preds: dict[str, list[np.ndarray]] = {}
     status: dict[str, str] = {}
     negative: dict[str, list[float]] = {}
+    given_holes: dict[str, list[np.ndarray]] = {}  # per method, where its holes differ from the cases'
     for case in cases:
         image = to_unit(case["image"], case["lo"], case["hi"], case["brain"]) * ~case["hole"]
         case["unit_input"] = image
@@ -829,7 +836,7 @@ def evaluate(
         try:
             with tempfile.TemporaryDirectory(prefix=f"real_inpainting_{name}_") as tmp:
                 if name == "blind_lesion_inpainting_3d":
-                    raw = run_blind_3d(bundle, cases, Path(tmp), info["volumes"])
+                    raw, given_holes[label] = run_blind_3d(bundle, cases, Path(tmp), info["volumes"])
                 else:
                     raw = BUNDLE_RUNNERS[name](bundle, cases, Path(tmp))
             key = label
@@ -842,7 +849,7 @@ def evaluate(
     rows = []
     for method, outputs in preds.items():
         for index, (case, pred) in enumerate(zip(cases, outputs)):
-            known = ~case["hole"]
+            known = ~(given_holes[method][index] if method in given_holes else case["hole"])
             rows.append(
                 {
                     "family": "own" if "family_bundle" in case else "standard",
