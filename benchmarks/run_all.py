@@ -564,6 +564,27 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def section_of(row: dict) -> str:
+    """The ``--only`` section a performance.json row belongs to (rows written before rows carried it: by name)."""
+    if "section" in row:
+        return row["section"]
+    if "training step" in row["bundle"]:
+        return "training"
+    return {"blind": "3d", "autoinpainting": "autoinpainting", "mask": "object_removal"}[row["bundle"].split("_")[0]]
+
+
+def kept_rows(path: Path, section: str) -> list[dict]:
+    """The rows of ``section`` in an earlier ``performance.json`` (none when absent): an ``--only`` run keeps the
+    sections it does not measure, each marked with when it was measured."""
+    if not path.is_file():
+        return []
+    kept = [row for row in json.loads(path.read_text(encoding="utf-8")) if section_of(row) == section]
+    for row in kept:
+        row.setdefault("section", section)
+        row.setdefault("measured", "an earlier full run (see git log of docs/performance.json)")
+    return kept
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs and widths, one repeat (structure check)")
@@ -586,14 +607,18 @@ def main(argv=None) -> dict:
         "object_removal": lambda: row_object_removal(args.quick, repeats, args.budget),
         "training": lambda: rows_training(args.quick, repeats, args.budget),
     }
+    out_dir = Path(args.output_dir) if args.output_dir else ROOT / "docs"
+    measured = f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit()}"
     rows = []
     for key, function in sections.items():
         if args.only and key not in args.only:
+            rows += kept_rows(out_dir / "performance.json", key)
             continue
         print(f"[{time.strftime('%H:%M:%S')}] {key} ...", flush=True)
         for row in function():
             row["ratio"] = row["naive_s"] / row["optimised_s"]
             row["threads"] = args.threads
+            row["section"], row["measured"] = key, measured
             rows.append(row)
     load_after = os.getloadavg()
     text = table(rows)
@@ -611,11 +636,16 @@ def main(argv=None) -> dict:
         f"- wall time of the run: {time.time() - started:.0f} s; times are medians over the repeats after one "
         "warm-up call each, (min-max) the spread; ratio spread is over paired repeats",
         "- peak MB: resident set size sampled every 5 ms, peak minus the level before the (warm-up) call",
+        *(
+            [f"- with `--only {' '.join(args.only)}`: the other sections' rows are kept from the earlier run "
+             "that measured them (per row `measured` in performance.json): "
+             + "; ".join(sorted({f"{r['section']} {r['measured']}" for r in rows if r["measured"] != measured}))]
+            if args.only else []
+        ),
         "",
         text,
         "",
     ]
-    out_dir = Path(args.output_dir) if args.output_dir else ROOT / "docs"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "performance.md").write_text("\n".join(header), encoding="utf-8")
     (out_dir / "performance.json").write_text(json.dumps(rows, indent=1, default=float), encoding="utf-8")
