@@ -94,7 +94,8 @@ def search_in_pixels(
 
     Radii stay fractional; the step is rounded (at least 1 px); each dilation width becomes the nearest odd
     number of pixels (at least 1), repeats dropped, so at 0.976 mm the paper's pixels come back exactly.
-    ``others`` (top_k, growth_tolerance, component_threshold, batch_size, fill_value, rescore_top) pass unchanged."""
+    ``others`` (top_k, growth_tolerance, component_threshold, batch_size, fill_value, rescore_top, local) pass
+    unchanged."""
     if spacing_mm <= 0:
         raise ValueError(f"pixel spacing must be positive, got {spacing_mm} mm")
     widths: list[int] = []
