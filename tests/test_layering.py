@@ -1,6 +1,6 @@
 """The layers of ``common``: every import points down, and nothing in ``common`` imports a bundle.
 
-checks, data, figures <- masking <- networks, transforms <- losses, metrics <- engines <- zoo, bundle_scripts <-
+checks, data, figures, reproduction <- masking <- networks, transforms <- losses, metrics <- engines <- zoo, bundle_scripts <-
 bundle_config (the bundle tooling).
 A package may import itself and any package of a lower level, never one of its own level or above (so
 ``networks`` and ``transforms`` stay independent, as do ``losses`` and ``metrics``).
@@ -18,6 +18,7 @@ LEVELS = {
     "checks": 0,
     "data": 0,
     "figures": 0,
+    "reproduction": 0,
     "masking": 1,
     "networks": 2,
     "transforms": 2,

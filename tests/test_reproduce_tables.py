@@ -40,9 +40,9 @@ def test_verdicts_and_cells_on_made_up_numbers(tmp_path):
     assert order_verdict({"a": [1.0], "b": [2.0]}, ["a", "b"], higher_is_better=False) == "reproduced"
     assert cell([1.0, 3.0], 2) == "2.00 ± 1.41" and cell([1.0], 1) == "1.0" and cell([], 1) == "not run"
     md = write_table(tmp_path, "t", "T", ["a", "b"], [{"a": "1", "b": "2"}], INFO, {"claim": "reproduced"})
-    assert "| 1 | 2 |" in md.read_text() and "- claim: **reproduced**" in md.read_text()
+    assert "| 1 | 2 |" in md.read_text(encoding="utf-8") and "- claim: **reproduced**" in md.read_text(encoding="utf-8")
     assert table_rows(tmp_path / "t.csv") == [{"a": "1", "b": "2"}]
-    assert "# commit: c" in (tmp_path / "t.csv").read_text()
+    assert "# commit: c" in (tmp_path / "t.csv").read_text(encoding="utf-8")
 
 
 def test_run_monai_bundle_appends_the_command_and_its_output_to_the_log(tmp_path):
@@ -80,11 +80,11 @@ def test_autoinpainting_tables_quote_the_paper_and_judge_the_order(tmp_path):
     module.build_tables(values, INFO, tmp_path, bundle_module("autoinpainting_tumor_segmentation", "compare"))
     paper_psnr = {row["model"]: row["PSNR, paper"] for row in table_rows(tmp_path / "table1_inpainting.csv")}
     assert paper_psnr == {"GconvLap": "33.27", "GConv": "32.81", "PConv": "30.39"}  # paper Table 1, Multi
-    text = (tmp_path / "table1_inpainting.md").read_text()
+    text = (tmp_path / "table1_inpainting.md").read_text(encoding="utf-8")
     assert "not reproduced at CPU scale (GconvLap 30 vs GConv 31)" in text
     paper_dice = {row["model"]: row["Dice, paper"] for row in table_rows(tmp_path / "table3_segmentation.csv")}
     assert paper_dice == {"GconvLap": "0.708", "GConv": "0.692", "PConv": "0.625"}  # paper Table 3, Multi
-    uad = (tmp_path / "table6_uad_baselines.md").read_text()
+    uad = (tmp_path / "table6_uad_baselines.md").read_text(encoding="utf-8")
     assert "| dAE (ours: DenseAE) | 0.100 | 0.285 |" in uad  # paper Table 6: dAE Dice 0.285
     assert "GconvLap Dice > DenseAE Dice (paper: 0.708 vs 0.285): **reproduced**" in uad
     assert "GconvLap Dice > VAE Dice (paper: 0.708 vs 0.282): **not measurable here" in uad
@@ -121,17 +121,17 @@ def test_object_removal_tables_quote_the_paper_and_judge_the_claims(tmp_path):
     assert paper[("random-mask training, true mask", "SSIM")] == ("0.968", "0.702")
     assert "beats random-mask training (paper: +0.24 to +1.40 dB per bin): **reproduced**" in (
         tmp_path / "table2_training_masks.md"
-    ).read_text()
-    table1 = (tmp_path / "table1_mask_size.md").read_text()
+    ).read_text(encoding="utf-8")
+    table1 = (tmp_path / "table1_mask_size.md").read_text(encoding="utf-8")
     assert "| d = -2 px | PSNR | 18.00 | 26.75 |" in table1  # paper Table I, d = -2, 0-10 %
     assert "2 px dilation (paper: 26.75 vs 31.89 dB at 0-10 %): **not reproduced" in table1  # -2 and +2 tie
-    table3 = (tmp_path / "table3_finetuning.md").read_text()
+    table3 = (tmp_path / "table3_finetuning.md").read_text(encoding="utf-8")
     assert "ours N = 8: **not reproduced at CPU scale (fine-tuned 16 vs N = 0 17)**" in table3
-    table4 = (tmp_path / "table4_alpha.md").read_text()
+    table4 = (tmp_path / "table4_alpha.md").read_text(encoding="utf-8")
     assert "| 0.03 | 16.50 | 30.87 | 0.800 | 0.954 |" in table4  # paper Table IV
     assert "beats alpha 0.01 (paper: 30.87 vs 30.68 dB): **reproduced**" in table4
     assert "beats alpha 0.07 (paper: 30.87 vs 30.47 dB): **not reproduced" in table4
-    table5 = (tmp_path / "table5_ablation.md").read_text()
+    table5 = (tmp_path / "table5_ablation.md").read_text(encoding="utf-8")
     assert "MEL improves PSNR (paper: +1.47 / +0.48 / +0.96 / +0.37 dB per bin): **not reproduced" in table5
     assert "| ours (end to end, MEL, alpha 0.03) | PSNR | 16.50 | 31.07 |" in table5  # paper Table V, 0-10 %
     assert "not computed (weights absent)" in table5

@@ -203,10 +203,10 @@ def read_runs(seed_dirs: Sequence[Path], finetune: Sequence[int]) -> dict[str, l
     names |= {f"table3_finetune_{n}": f"table3_finetune_{n}" for n in finetune}
     names |= {f"alpha {a:g}": f"end_to_end_{_alpha_dir(a)}" for a in ALPHAS}
     names["no MEL"] = "end_to_end_no_expansion"
-    runs = {row: [json.loads((d / "eval" / f / "binned_metrics.json").read_text()) for d in seed_dirs]
+    runs = {row: [json.loads((d / "eval" / f / "binned_metrics.json").read_text(encoding="utf-8")) for d in seed_dirs]
             for row, f in names.items()}  # fmt: skip
     for d in seed_dirs:
-        for key, result in json.loads((d / "eval" / "table1" / "expand_sweep.json").read_text()).items():
+        for key, result in json.loads((d / "eval" / "table1" / "expand_sweep.json").read_text(encoding="utf-8")).items():
             runs.setdefault(key, []).append(result)  # keys "d = +2 px"
     return runs
 
