@@ -564,25 +564,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def section_of(row: dict) -> str:
-    """The ``--only`` section a performance.json row belongs to (rows written before rows carried it: by name)."""
-    if "section" in row:
-        return row["section"]
-    if "training step" in row["bundle"]:
-        return "training"
-    return {"blind": "3d", "autoinpainting": "autoinpainting", "mask": "object_removal"}[row["bundle"].split("_")[0]]
-
-
 def kept_rows(path: Path, section: str) -> list[dict]:
     """The rows of ``section`` in an earlier ``performance.json`` (none when absent): an ``--only`` run keeps the
-    sections it does not measure, each marked with when it was measured."""
+    sections it does not measure; each row carries its ``section`` and when it was ``measured``."""
     if not path.is_file():
         return []
-    kept = [row for row in json.loads(path.read_text(encoding="utf-8")) if section_of(row) == section]
-    for row in kept:
-        row.setdefault("section", section)
-        row.setdefault("measured", "an earlier full run (see git log of docs/performance.json)")
-    return kept
+    return [row for row in json.loads(path.read_text(encoding="utf-8")) if row.get("section") == section]
 
 
 def main(argv=None) -> dict:

@@ -9,7 +9,7 @@ Per 2D slice (:meth:`AutoInpainter.inpaint_slice`):
    tumour; the dilations of step 3 are clipped alike); each is inpainted, **in batches** of ``batch_size``
    circles per forward pass (``batch_size=1`` is the naive one-circle-per-pass loop, same outputs), by
    default computing only the network outputs that reach the hole (:func:`local_composites`, same outputs,
-   ~10x faster);
+   about 30x the naive loop on one CPU thread, ``benchmarks/run_all.py``);
 2. score of a circle = sum of |input - inpainted| inside it (all channels); the ``top_k`` (3) best circles
    are united;
 3. the union is dilated by squares of width 7, 9, 11, 13, 15 (``dilation_widths``); the union and its
@@ -201,7 +201,7 @@ class AutoInpainter:
             shortlist). None (default): the crop scores rank all circles.
         local: with a gated :class:`~common.networks.GatedUNet` in eval mode, inpaint by
             :func:`local_composites`, which computes only the network outputs that reach each hole: the
-            whole-slice answer (up to float rounding), about 10x faster on a CPU; False runs the whole slice
+            whole-slice answer (up to float rounding), about 30x faster on one CPU thread; False runs the whole slice
             through the network for every hole (the naive search).
     """
 
