@@ -170,7 +170,33 @@ def test_learns_an_identity_on_a_tiny_volume():
     assert losses[-1] < 0.2 * losses[0]
 
 
+def test_untrained_residual_network_is_the_identity():
+    """Residual mode starts at the identity (zero full-resolution head), in training and in eval mode."""
+    torch.manual_seed(0)
+    image = torch.randn(1, 1, *SMALL)
+    net = SpaceToDepthUNet3D(filters=4, levels=3, residual=True)
+    full, low = net.train()(image)
+    assert torch.equal(full, image)
+    assert low.shape == space_to_depth(image).shape and not torch.equal(low, space_to_depth(image))
+    assert torch.equal(net.eval()(image), image)
+
+
+def test_residual_outputs_are_the_plain_outputs_plus_the_input():
+    """With the same weights, residual = plain network output + input, at both resolutions."""
+    torch.manual_seed(1)
+    plain = SpaceToDepthUNet3D(filters=4, levels=2)
+    residual = SpaceToDepthUNet3D(filters=4, levels=2, residual=True)
+    residual.load_state_dict(plain.state_dict())  # the plain head is random, so the correction is not zero
+    image = torch.randn(2, 1, 16, 20, 16)
+    (full_p, low_p), (full_r, low_r) = plain.train()(image), residual.train()(image)
+    torch.testing.assert_close(full_r, full_p + image)
+    torch.testing.assert_close(low_r, low_p + space_to_depth(image))
+    assert "residual=True" in repr(residual)
+
+
 def test_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="residual needs"):
+        SpaceToDepthUNet3D(in_channels=1, out_channels=2, residual=True)
     with pytest.raises(ValueError, match="positive"):
         SpaceToDepthUNet3D(filters=0)
     net = SpaceToDepthUNet3D(filters=4, levels=2)

@@ -18,6 +18,7 @@ from common.data.ixi import (
     IXI_DIR_ENV,
     default_ixi_dir,
     fixed_split,
+    ixi_data_dir,
     load_ixi_datalist,
     read_derived_rois,
     read_subject,
@@ -193,6 +194,21 @@ def test_build_is_reused_and_datalists_load_with_absolute_paths(build):
 
 
 @needs_ixi
+def test_cache_name_follows_file_contents_not_modification_times(tmp_path):
+    """A re-mounted copy of the same files (new mtimes) finds the same cache; a changed byte makes a new one."""
+    import os
+
+    folder = tmp_path / "t1s"
+    folder.mkdir()
+    path = folder / "IXI002-Guys-0828-T1.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.eye(4)), path)
+    name = ixi_data_dir(folder, tmp_path / "cache")
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert ixi_data_dir(folder, tmp_path / "cache") == name
+    nib.save(nib.Nifti1Image(np.arange(1, 25, dtype=np.float32).reshape(2, 3, 4), np.eye(4)), path)
+    assert ixi_data_dir(folder, tmp_path / "cache") != name
+
+
 def test_a_plain_folder_of_t1_files_gets_ids_split_and_a_skull_stripped_brain(tmp_path):
     # named like the full-resolution IXI release, no parcellation, no participants table
     (tmp_path / "data").mkdir()

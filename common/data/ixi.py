@@ -324,7 +324,8 @@ def ixi_data_dir(
     min_brain_fraction: float = 0.3,
 ) -> Path:
     """Cache folder of :func:`build_ixi_data` for these arguments (it may not exist yet). Its name hashes the
-    source files (name, size, modification time), the options and the split: any change makes a new build."""
+    source files' names and contents, the options and the split: any change makes a new build, while a copy of the
+    same files (a re-mounted or re-downloaded folder, new modification times) finds the existing cache."""
     folder = Path(folder) if folder is not None else default_ixi_dir()
     subjects = find_subjects(folder)
     digest = hashlib.sha256(
@@ -339,8 +340,7 @@ def ixi_data_dir(
         ).encode()
     )
     for path in _source_files(folder, subjects):
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()}".encode())
     root = Path(root).expanduser() if root is not None else default_root()
     return root / f"real-t1-v{FORMAT_VERSION}-{folder.resolve().name}-{digest.hexdigest()[:12]}"
 
