@@ -41,8 +41,13 @@ def test_at_least_one_bundle_trains_on_real_data():
     assert IXI_BUNDLES, "no bundle has configs/ixi.json"
 
 
+# mask_optimized_object_removal's ixi.json trains the inpainters (`run pretrain_inpainters`), not the end-to-end
+# `run training`: its own test below
+END_TO_END_IXI_BUNDLES = [b for b in IXI_BUNDLES if b.name != "mask_optimized_object_removal"]
+
+
 @needs_ixi
-@pytest.mark.parametrize("bundle", IXI_BUNDLES, ids=[b.name for b in IXI_BUNDLES])
+@pytest.mark.parametrize("bundle", END_TO_END_IXI_BUNDLES, ids=[b.name for b in END_TO_END_IXI_BUNDLES])
 def test_ixi_training_reads_the_split_and_keeps_holes_in_the_brain(bundle, tmp_path):
     parser = ixi_parser(bundle)
     split = fixed_split()
@@ -113,3 +118,48 @@ def test_shape_aware_ixi_keeps_pseudo_segment_holes_in_the_brain_and_fixes_the_v
     other = preprocessing(dict(second))
     assert torch.equal(a, b) and a.any() and not torch.equal(a, torch.as_tensor(other["mask"]))
     assert not ((torch.as_tensor(other["mask"]) > 0) & ~(torch.as_tensor(other["brain"]) > 0)).any()
+
+
+@needs_ixi
+@pytest.mark.slow
+def test_object_removal_ixi_pretrains_the_inpainters_on_padded_slices_with_voided_holes_in_the_brain(tmp_path):
+    """mask_optimized_object_removal's ixi.json: 90x120 slices zero-padded (not resized) to 128x128, holes inside
+    the brain and voided in the input, edges of the voided input; the shipped pipeline loads strictly; one
+    iteration of `run pretrain_inpainters` validates through the hint route and saves a whole-pipeline model.pt
+    that inference.json + inference_ixi.json (padded, not resized) loads."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    bundle = bundle_named("mask_optimized_object_removal")
+    parser = ixi_parser(bundle)
+    entry = parser.get_parsed_content("train#datalist")[0]
+    sample = parser.get_parsed_content("pretrain#inpainter_transform")(dict(entry))
+    assert sample["image"].shape == sample["clean"].shape == sample["mask"].shape == (1, 128, 128)
+    unpadded = Compose(parser.get_parsed_content("ixi_load")[:4])(dict(entry))["image"]
+    assert tuple(unpadded.shape[1:]) == (90, 120)  # padded only: the same intensities, nothing resized
+    assert torch.isclose(torch.as_tensor(sample["clean"]).sum(), torch.as_tensor(unpadded).sum())
+    hole, brain = sample["mask"] > 0, sample["brain"] > 0
+    assert hole.any() and not (hole & ~brain).any()
+    assert float(sample["image"][hole].abs().max()) == 0.0
+    assert torch.equal(sample["image"][~hole], sample["clean"][~hole])
+    state = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+    parser.get_parsed_content("network").load_state_dict(state)  # strict: the shipped architecture
+    assert parser.get_parsed_content("validate#evaluator").network.mask_source == "hint"
+
+    configs = config_list(*(bundle / "configs" / c for c in IXI_CONFIGS))
+    run_bundle(
+        ["run", "pretrain_inpainters", "--config_file", configs, "--bundle_root", str(bundle), "--output_dir",
+         str(tmp_path), "--pretrain_epochs", "1", "--epoch_length", "1",
+         "--pretrain#inpainter_datalist", "$@train#datalist[:4]", "--validate#datalist",
+         "$common.data.load_ixi_datalist('2d', 'validation')[:2]", "--progress_bar", "false"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    checkpoint = torch.load(tmp_path / "checkpoint_epoch=1.pt", map_location="cpu", weights_only=True)
+    assert checkpoint["trainer"]["iteration"] == 1
+    best = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=True)
+    assert best.keys() == state.keys()  # the whole pipeline, as shipped
+    inference = ConfigParser()
+    inference.read_config([str(bundle / "configs" / c) for c in ("inference.json", "inference_ixi.json")])
+    inference.update({"bundle_root": str(bundle)})
+    steps = [type(t).__name__ for t in inference.get_parsed_content("preprocessing").transforms]
+    assert "Resized" not in steps and "SpatialPadd" in steps
