@@ -33,7 +33,16 @@ PAPER_UAD_SEGMENTATION = {
     "AAE": (0.237, 0.277),
 }
 #: our baseline report names (scripts.baselines) -> the paper's Table 6 names
-BASELINE_PAPER_NAMES = {"DenseAE": "dAE", "VAE": "VAE"}
+BASELINE_PAPER_NAMES = {
+    "DenseAE": "dAE",
+    "SpatialAE": "sAE",
+    "ceAE": "ceAE",
+    "VAE": "VAE",
+    "ceVAE": "ceVAE",
+    "GMVAE": "GMVAE",
+    "fAnoGAN": "f-AnoGAN",
+    "AAE": "AAE",
+}
 
 
 def read_metrics(folder: Path) -> dict[str, float]:
