@@ -181,7 +181,9 @@ def test_blind_lesion_tables_quote_the_paper_and_test_tissue_dice_by_wilcoxon(tm
 
     subjects = [
         {"psnr_input": 40.0 + i, "nonblind_psnr": 45.0 + i, "blind_psnr_ms": 30.0, "blind_psnr_normal": 31.0,
-         "tissue_dice_lesioned": 0.90, "tissue_dice_inpainted": 0.91 + i / 100}
+         "tissue_dice_lesioned": 0.90, "tissue_dice_inpainted": 0.91 + i / 100,
+         "tissue_dice_gm_lesioned": 0.92, "tissue_dice_gm_inpainted": 0.93 + i / 100,
+         "tissue_dice_wm_lesioned": 0.88, "tissue_dice_wm_inpainted": 0.87 - i / 100}
         for i in range(7)
     ]
     paths = rt.write_tables(tmp_path, [{"summary": {}, "subjects": subjects}], {"date": "2026-01-01"})
@@ -194,5 +196,11 @@ def test_blind_lesion_tables_quote_the_paper_and_test_tissue_dice_by_wilcoxon(tm
         assert quoted in tissue
     assert "GaussianMixture" in tissue and "not the paper's SPM12" in tissue
     with (tmp_path / "table1_tissue.csv").open(encoding="utf-8") as stream:
-        average = [r for r in csv.DictReader(stream) if r["tissue"] == "Average"][0]
+        rows = {r["tissue"]: r for r in csv.DictReader(stream)}
+    average = rows["Average"]
     assert float(average["paper_inpainted"]) == 0.9834 and abs(float(average["wilcoxon_p"]) - 2 / 2**7) < 1e-12
+    # GM and WM rows: their own per-subject keys, paired and tested separately
+    assert abs(float(rows["GM"]["ours_inpainted"]) - 0.96) < 1e-12 and float(rows["GM"]["ours_original"]) == 0.92
+    assert abs(float(rows["WM"]["wilcoxon_p"]) - 2 / 2**7) < 1e-12
+    assert "- GM: blind inpainting significantly improves tissue Dice (paper 0.9845 vs 0.9729): **reproduced" in tissue
+    assert "- WM: blind inpainting significantly improves tissue Dice (paper 0.9823 vs 0.9707): **not reproduced" in tissue

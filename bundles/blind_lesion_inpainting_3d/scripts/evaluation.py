@@ -58,9 +58,11 @@ def dice(a, b) -> float:
     return float(compute_dice(_batch(a), _batch(b), include_background=True, ignore_empty=False))
 
 
-def _tissue_dice(labels: np.ndarray, reference: np.ndarray) -> float:
-    """Mean of the GM and WM Dice coefficients against the reference classification."""
-    return float(np.mean([dice(labels == c, reference == c) for c in (GM, WM)]))
+def _tissue_dice(labels: np.ndarray, reference: np.ndarray, prefix: str, suffix: str) -> dict:
+    """GM and WM Dice against the reference classification and their mean (the paper's Table 1 rows), as
+    ``{prefix}gm_{suffix}``, ``{prefix}wm_{suffix}`` and ``{prefix}{suffix}``."""
+    gm, wm = (dice(labels == c, reference == c) for c in (GM, WM))
+    return {f"{prefix}gm_{suffix}": gm, f"{prefix}wm_{suffix}": wm, f"{prefix}{suffix}": float(np.mean([gm, wm]))}
 
 
 def _subject_name(entry: dict, index: int) -> str:
@@ -89,8 +91,8 @@ def evaluate_subject(nets: dict, data: dict, abnormal_threshold: float, device="
             blind_pearson_ms=volume_pearson(inpainted, truth),
             blind_psnr_normal=volume_psnr(normal, truth),
             blind_pearson_normal=volume_pearson(normal, truth),
-            tissue_dice_lesioned=_tissue_dice(gmm_tissue_classes(lesioned, brain), reference),
-            tissue_dice_inpainted=_tissue_dice(gmm_tissue_classes(inpainted, brain), reference),
+            **_tissue_dice(gmm_tissue_classes(lesioned, brain), reference, "tissue_dice_", "lesioned"),
+            **_tissue_dice(gmm_tissue_classes(inpainted, brain), reference, "tissue_dice_", "inpainted"),
             abnormal_wm_dice=dice(abnormal, lesion),
         )
         volumes["blind"] = inpainted
