@@ -32,7 +32,10 @@ threshold (tuned thresholds: the one tuned on the lesioned volume) on the same s
 Run::
 
     python benchmarks/abnormal_wm_detection.py --data ../shared/data/ixi_t1_2mm [--quick] [--seed 0]
-        [--checkpoint PATH] [--out docs/results]
+        [--checkpoint PATH] [--set ID=JSON ...] [--out docs/results]
+
+``--set`` overrides an id of ``inference.json`` before parsing (JSON values), e.g. ``--set residual=true
+abnormal_threshold=0.3`` to score weights of another architecture or threshold before they are shipped.
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ class BlindRoute:
     """The bundle's blind inference route (``configs/inference.json``) in this process, stopped before the
     map goes back to native space: returns the standardised input, the inpainted volume and the map."""
 
-    def __init__(self, checkpoint: Path | None, work_dir: Path):
+    def __init__(self, checkpoint: Path | None, work_dir: Path, overrides: dict | None = None):
         from monai.bundle import ConfigParser
         from monai.transforms import Compose
 
@@ -149,6 +152,10 @@ class BlindRoute:
         parser.update({"bundle_root": str(BUNDLE), "output_dir": str(work_dir)})
         if checkpoint is not None:
             parser["checkpoint"] = str(checkpoint)
+        for key, value in (overrides or {}).items():
+            if key not in parser:
+                raise KeyError(f"--set {key}: inference.json has no id {key!r}")
+            parser[key] = value
         parser["device"] = "$torch.device('cpu')"
         parser["preprocessing_options#register"] = False  # the volumes are on the MNI grid already
         self.checkpoint = parser.get_parsed_content("checkpoint")
@@ -292,15 +299,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the first validation subject only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", default=None, help="blind weights (default: the config's models/model.pt)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="ID=JSON", help="override inference.json ids")
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item}: need ID=JSON")
+        overrides[key] = json.loads(value)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     start = time.perf_counter()
     subjects = validation_subjects(args.data, 1 if args.quick else None)
     prior = wm_prior()
     results, names = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        route = BlindRoute(Path(args.checkpoint) if args.checkpoint else None, Path(tmp))
+        route = BlindRoute(Path(args.checkpoint) if args.checkpoint else None, Path(tmp), overrides)
         for index, entry in enumerate(subjects):
             rng = np.random.default_rng(np.random.SeedSequence([args.seed, index]))
             plan = LESION_PLANS[index % len(LESION_PLANS)]

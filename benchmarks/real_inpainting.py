@@ -103,6 +103,10 @@ SCANNER_SHIFT = {"knots": 6, "bias": 0.2, "noise": 0.02, "blur_sigma": (0.6, 0.6
 BASELINES = ("biharmonic", "mean fill", "diffusion fill")
 # --weights NAME=PATH: score a candidate checkpoint instead of a bundle's shipped one (e.g. before shipping it)
 WEIGHTS: dict[str, Path] = {}
+# --configs BUNDLE=FILE: configs merged after the bundle's own route (e.g. the padded route of IXI weights);
+# --set BUNDLE:ID=JSON: config ids overridden (e.g. the architecture flag of a candidate checkpoint)
+EXTRA_CONFIGS: dict[str, list[str]] = {}
+OVERRIDES: dict[str, dict] = {}
 BUNDLES = {
     "shape_aware_mask_inpainting": "shape-aware (CTSDG)",
     "mask_optimized_object_removal": "object removal",
@@ -374,6 +378,8 @@ def _run_workflow(
 
     if bundle.name in WEIGHTS:
         overrides["checkpoint"] = str(WEIGHTS[bundle.name])
+    configs = [*configs, *EXTRA_CONFIGS.get(bundle.name, [])]
+    overrides.update(OVERRIDES.get(bundle.name, {}))
     # the bundles' logging.conf and MONAI's loggers write to stdout: keep the table alone there
     _logs_to_stderr()
     with contextlib.redirect_stdout(sys.stderr):
@@ -974,7 +980,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--weights", nargs="+", default=[], metavar="BUNDLE=PATH", help="score PATH instead of BUNDLE's shipped weights"
     )
+    parser.add_argument(
+        "--configs", nargs="+", default=[], metavar="BUNDLE=FILE",
+        help="merge the bundle's configs/FILE after its route (e.g. mask_optimized_object_removal=inference_ixi.json)",
+    )
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="BUNDLE:ID=JSON", help="override a config id of BUNDLE's route"
+    )
     args = parser.parse_args(argv)
+    for item in args.configs:
+        name, _, file = item.partition("=")
+        if name not in BUNDLES or not (REPO / "bundles" / name / "configs" / file).is_file():
+            parser.error(f"--configs {item}: need BUNDLE=FILE with FILE in the bundle's configs/ folder")
+        EXTRA_CONFIGS.setdefault(name, []).append(file)
+    for item in args.set:
+        target, _, value = item.partition("=")
+        name, _, key = target.partition(":")
+        if name not in BUNDLES or not key or not value:
+            parser.error(f"--set {item}: need BUNDLE:ID=JSON with BUNDLE one of {sorted(BUNDLES)}")
+        OVERRIDES.setdefault(name, {})[key] = json.loads(value)
     for item in args.weights:
         name, _, path = item.partition("=")
         if name not in BUNDLES or not Path(path).is_file():
@@ -1055,7 +1079,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"- command: `python benchmarks/real_inpainting.py --data {args.data}{' --quick' if args.quick else ''} "
         f"--seed {args.seed} --variant {args.variant} --families {' '.join(families)}"
         f"{' --bundles ' + ' '.join(args.bundles) if args.bundles else ''}"
-        f"{' --weights ' + ' '.join(args.weights) if args.weights else ''}`; wall time {wall:.0f} s ({timing}; "
+        f"{' --weights ' + ' '.join(args.weights) if args.weights else ''}"
+        f"{' --configs ' + ' '.join(args.configs) if args.configs else ''}"
+        f"{' --set ' + ' '.join(args.set) if args.set else ''}`; wall time {wall:.0f} s ({timing}; "
         "2 shared CPU cores, 1 thread)",
         "",
     ]
