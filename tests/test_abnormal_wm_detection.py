@@ -35,6 +35,14 @@ def test_detection_rate_counts_lesions_with_a_tenth_of_their_voxels_and_skips_fr
     assert bench.detection_rate(pred, components, count) == 0.5
 
 
+def test_route_overrides_reach_the_network_and_unknown_ids_fail(tmp_path):
+    """``--set`` scores weights of another architecture: the override reaches inference.json's network."""
+    route = bench.BlindRoute(None, tmp_path, {"residual": True, "abnormal_threshold": 0.3})
+    assert route.network.residual and route.threshold == 0.3
+    with pytest.raises(KeyError, match="no_such_id"):
+        bench.BlindRoute(None, tmp_path, {"no_such_id": 1})
+
+
 def test_best_threshold_finds_the_separating_level():
     score = np.linspace(0, 1, 1000).reshape(10, 10, 10)
     truth = score > 0.7
