@@ -26,6 +26,11 @@ voxel; a small network trained for CPU minutes then stays far from the identity 
 PSNR ~19 dB on IXI), and the blind abnormal-WM map ``|input - inpainted|`` is dominated by that error. With the
 residual the map is the correction itself, zero where the network sees nothing to change.
 
+CPU inference (``fast_eval``, on by default): in eval mode without autograd the same function is computed with
+BatchNorm folded into the convs (and the reconstruction block's BN into the 1x1 head), in-place ReLUs, and the
+full-resolution block in ``channels_last_3d`` (oneDNN's direct 3x3x3 conv on 9 channels is ~4x faster in that
+layout than in NCDHW); outputs agree with the plain forward to ~1e-6 (float reassociation only).
+
 Why not MONAI's ``UNet``/``BasicUNet``: they use two convs (or residual units) per level, strided convs, and
 no space-to-depth or depth-wise deep-supervision head.
 """
@@ -81,6 +86,8 @@ class SpaceToDepthUNet3D(nn.Module):
             ``DeepSupervisionLoss`` expects); in eval mode, or when False, return only the full-resolution output.
         residual: output the input plus a learned correction (full-resolution head initialised to zero, so the
             untrained network is the identity); needs ``in_channels == out_channels``. Off in the paper.
+        fast_eval: in eval mode without autograd, run :meth:`inference_forward` (the same outputs up to float
+            rounding, about 2x faster on CPU at the shipped width); False always runs the plain layer-by-layer forward.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class SpaceToDepthUNet3D(nn.Module):
         recon_filters: int = 8,
         deep_supervision: bool = True,
         residual: bool = False,
+        fast_eval: bool = True,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, filters, recon_filters) < 1 or levels < 1:
@@ -106,6 +114,7 @@ class SpaceToDepthUNet3D(nn.Module):
         self.levels = levels
         self.deep_supervision = deep_supervision
         self.residual = residual
+        self.fast_eval = fast_eval
         #: the half-resolution grid is padded to a multiple of this so that every pooling halves exactly
         self.multiple = 2 ** (levels - 1)
         widths = [filters * 2**i for i in range(levels)]
@@ -144,6 +153,8 @@ class SpaceToDepthUNet3D(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if image.ndim != 5 or image.shape[1] != self.in_channels:
             raise ValueError(f"expected input (B, {self.in_channels}, X, Y, Z), got shape {image.shape}")
+        if self.fast_eval and not self.training and not torch.is_grad_enabled():
+            return self.inference_forward(image)
         low_in = space_to_depth(image)
         half = low_in.shape[2:]
         padding = [0, -half[2] % self.multiple, 0, -half[1] % self.multiple, 0, -half[0] % self.multiple]
@@ -157,8 +168,83 @@ class SpaceToDepthUNet3D(nn.Module):
             return [full, low]
         return full
 
+    @torch.no_grad()
+    def inference_forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The eval-mode full-resolution output, computed faster (see the module docstring): BN folded, ReLUs in
+        place, the reconstruction block in ``channels_last_3d`` with its BN folded into the 1x1 head."""
+        low_in = space_to_depth(image)
+        half = low_in.shape[2:]
+        padding = [0, -half[2] % self.multiple, 0, -half[1] % self.multiple, 0, -half[0] % self.multiple]
+        x, skips = F.pad(low_in, padding), []
+        for i, encoder in enumerate(self.encoders):
+            x = F.relu_(F.conv3d(x if i == 0 else F.max_pool3d(x, 2), *_folded(encoder), padding=1))
+            skips.append(x)
+        for i in reversed(range(self.levels - 1)):
+            x = F.relu_(_upsample_concat_conv(x, skips[i], *_folded(self.decoders[i])))
+        low = self.low_head(x)[:, :, : half[0], : half[1], : half[2]]  # the correction when residual
+        # the reconstruction block's input written straight into one channels_last_3d buffer
+        upsampled = F.interpolate(
+            low.contiguous(memory_format=torch.channels_last_3d), scale_factor=2.0, mode="trilinear", align_corners=False
+        )
+        stacked = torch.empty(
+            (image.shape[0], upsampled.shape[1] + self.out_channels, *upsampled.shape[2:]),
+            dtype=upsampled.dtype,
+            device=upsampled.device,
+            memory_format=torch.channels_last_3d,
+        )
+        stacked[:, : upsampled.shape[1]] = upsampled
+        stacked[:, upsampled.shape[1] :] = depth_to_space(low)
+        del upsampled
+        features = F.relu_(self.reconstruction.conv(stacked))
+        del stacked
+        bn = self.reconstruction.adn.N  # after the ReLU: folded into the (linear) 1x1 head
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        head = self.full_head.weight.flatten(1)  # (out, recon_filters)
+        weight, bias = head * scale, self.full_head.bias + head @ (bn.bias - bn.running_mean * scale)
+        channels_last = features.permute(0, 2, 3, 4, 1)  # a view: features are channels_last_3d
+        full = torch.addmm(bias, channels_last.reshape(-1, channels_last.shape[-1]), weight.t())
+        full = full.view(*channels_last.shape[:-1], -1).permute(0, 4, 1, 2, 3).contiguous()
+        return full + image if self.residual else full
+
     def extra_repr(self) -> str:
         return f"levels={self.levels}, deep_supervision={self.deep_supervision}, residual={self.residual}"
+
+
+def _folded(block: Convolution) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a conv -> BatchNorm (eval) block as one conv."""
+    conv, bn = block.conv, block.adn.N
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    return conv.weight * scale.view(-1, *[1] * (conv.weight.ndim - 1)), (bias - bn.running_mean) * scale + bn.bias
+
+
+#: per output phase p (even/odd fine index), the 2 coarse taps (offsets p-1, p) of a 3-tap kernel applied to a
+#: nearest-upsampled signal: fine 2j+p+o reads coarse j + floor((p + o) / 2)
+_PHASE_TAPS = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+
+
+def _upsample_concat_conv(
+    coarse: torch.Tensor, skip: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """``conv3d(cat([nearest_upsample_x2(coarse), skip]), weight, bias, padding=1)`` without the upsampled tensor.
+
+    The 3x3x3 conv of a nearest-upsampled volume is, for each of the 8 output phases, a 2x2x2 conv of the coarse
+    volume with summed taps: one conv with 8x the output channels at the coarse size, 64/216 of the FLOPs, no
+    upsampled copy and no concatenation; its phases are added into the skip branch's conv output. The same
+    numbers up to float reassociation; zero padding matches (fine index -1 or 2n is coarse -1 or n)."""
+    channels = coarse.shape[1]
+    taps = _PHASE_TAPS.to(weight)
+    # (phase x, phase y, phase z, out, in, 2, 2, 2)
+    kernels = torch.einsum("pau,qbv,rcw,oiuvw->pqroiabc", taps, taps, taps, weight[:, :channels])
+    phases = F.conv3d(F.pad(coarse, [1] * 6), kernels.reshape(-1, channels, 2, 2, 2))
+    out = F.conv3d(skip, weight[:, channels:], bias, padding=1)
+    n = coarse.shape[2:]
+    phases = phases.view(coarse.shape[0], 2, 2, 2, weight.shape[0], *phases.shape[2:])
+    for p in range(2):
+        for q in range(2):
+            for r in range(2):
+                out[:, :, p::2, q::2, r::2] += phases[:, p, q, r, :, p : p + n[0], q : q + n[1], r : r + n[2]]
+    return out
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
