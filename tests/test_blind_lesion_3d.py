@@ -402,3 +402,37 @@ def test_inference_threshold_is_the_one_chosen_on_validation():
     pred = meta["network_data_format"]["outputs"]["pred"]
     assert pred["format"] == "segmentation"
     assert pred["channel_def"] == {"0": "background", "1": "abnormal white matter"}
+
+
+def test_blind_pairs_take_the_lesion_free_truth_when_asked_and_need_no_stage_one(tmp_path):
+    """target='healthy' pairs each lesioned volume with its own lesion-free volume (synthetic lesions on healthy
+    scans); the paper's 'fill' needs the stage-1 checkpoint, which is absent here."""
+    from common.data import MNI_AFFINE, MNI_SHAPE
+
+    healthy = np.zeros(MNI_SHAPE, np.float32)  # on the MNI grid: all preprocessing off is then the identity
+    healthy[60:120, 70:150, 60:120] = np.random.default_rng(0).uniform(0.5, 1.5, (60, 80, 60))
+    lesion = np.zeros_like(healthy)
+    lesion[85:95, 100:110, 85:95] = 1
+
+    def write(name: str, array: np.ndarray) -> str:
+        nib.save(nib.Nifti1Image(array, MNI_AFFINE), tmp_path / name)
+        return str(tmp_path / name)
+
+    entry = {
+        "subject": "s1",
+        "image": write("t1.nii.gz", healthy),
+        "image_ms": write("t1_ms.nii.gz", healthy * (1 - 0.4 * lesion)),
+        "label_ms": write("lesion.nii.gz", lesion),
+    }
+    options = {"denoise": False, "bias_correct": False, "register": False, "standardise": False,
+               "check_modality": False}  # fmt: skip
+    network = scripts.networks.SpaceToDepthUNet3D(filters=4, levels=2)
+    missing = tmp_path / "no_stage1.pt"
+    pairs = scripts.blind_data.build_blind_datalist([entry], network, missing, tmp_path, options, target="healthy")
+    assert [p["image"] for p in pairs] == [entry["image_ms"], entry["image"]]
+    assert pairs[0]["label"] == pairs[1]["label"]  # both paired with the lesion-free volume
+    np.testing.assert_allclose(nib.load(pairs[0]["label"]).get_fdata(), healthy, rtol=1e-6)
+    with pytest.raises(FileNotFoundError, match="train that stage first"):
+        scripts.blind_data.build_blind_datalist([entry], network, missing, tmp_path, options, target="fill")
+    with pytest.raises(ValueError, match="target must be"):
+        scripts.blind_data.build_blind_datalist([entry], network, missing, tmp_path, options, target="truth")

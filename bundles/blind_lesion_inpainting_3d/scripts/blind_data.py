@@ -1,5 +1,6 @@
-"""Stage-2 (blind) training data: lesioned volumes paired with the stage-1 (non-blind) fill of their lesions,
-plus healthy volumes paired with themselves so that the network learns when not to inpaint."""
+"""Stage-2 (blind) training data: lesioned volumes paired with the stage-1 (non-blind) fill of their lesions (the
+paper: real MS scans have no lesion-free truth), or, for synthetic lesions painted into healthy scans, with that
+lesion-free truth; plus healthy volumes paired with themselves so that the network learns when not to inpaint."""
 
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ def build_blind_datalist(
     lesioned_key: str = "image_ms",
     lesion_key: str = "label_ms",
     healthy_key: str = "image",
+    target: str = "fill",
 ) -> list[dict]:
     """Blind training pairs ``[{"image": lesioned T1, "label": its stage-1 fill}, {"image": healthy T1, "label":
     itself}, ...]``.
@@ -69,29 +71,37 @@ def build_blind_datalist(
     ``output_dir/blind_targets`` already preprocessed (MNI grid, standardised, the network's space), so the blind
     training loads them as they are while its inputs go through the same deterministic ``preprocessing``
     (MNIPreprocessd options) as here.
+
+    ``target``: ``"fill"`` (the paper) pairs a lesioned volume with the stage-1 fill of its lesions; ``"healthy"``
+    pairs it with the lesion-free ``healthy_key`` volume, for lesions painted into healthy scans (IXI): the truth a
+    CPU-trained stage 1 only approximates (no stage-1 weights are needed then).
     """
     if not datalist:
         raise ValueError("empty datalist: no lesioned volume to build blind targets from")
-    network = load_stage(network_def, checkpoint, device)
+    if target not in ("fill", "healthy"):
+        raise ValueError(f"target must be 'fill' or 'healthy', got {target!r}")
+    network = load_stage(network_def, checkpoint, device) if target == "fill" else None
     folder = Path(output_dir) / "blind_targets"
     folder.mkdir(parents=True, exist_ok=True)
     prepare_lesioned = preprocessor([lesioned_key, lesion_key], [lesion_key], preprocessing, [lesion_key])
     prepare_healthy = preprocessor([healthy_key], [], preprocessing)
     # tag the entries with the stage-1 weights, so that a PersistentDataset cache keyed by the entry is not
     # reused after stage 1 is retrained (the target files keep their names)
-    version = f"{Path(checkpoint).resolve()}:{os.path.getmtime(checkpoint)}"
+    version = f"{Path(checkpoint).resolve()}:{os.path.getmtime(checkpoint)}" if network else "healthy"
     blind = []
     for entry in datalist:
         subject = Path(str(entry.get("subject", "case"))).name  # load_decathlon_datalist makes it a path
-        data = prepare_lesioned({lesioned_key: entry[lesioned_key], lesion_key: entry[lesion_key]})
-        fill = fill_lesions(network, data[lesioned_key], data[lesion_key], device)
-        fill_path = folder / f"{subject}_fill_mni.nii.gz"
-        _save_mni(fill, fill_path)
         healthy_path = folder / f"{subject}_healthy_mni.nii.gz"
         _save_mni(prepare_healthy({healthy_key: entry[healthy_key]})[healthy_key], healthy_path)
+        fill_path = healthy_path
+        if network is not None:
+            data = prepare_lesioned({lesioned_key: entry[lesioned_key], lesion_key: entry[lesion_key]})
+            fill = fill_lesions(network, data[lesioned_key], data[lesion_key], device)
+            fill_path = folder / f"{subject}_fill_mni.nii.gz"
+            _save_mni(fill, fill_path)
         blind.append({"image": entry[lesioned_key], "label": str(fill_path), "stage1": version})
         blind.append({"image": entry[healthy_key], "label": str(healthy_path), "stage1": version})
-    logger.info("wrote %d stage-1 fills and healthy targets to %s", len(datalist), folder)
+    logger.info("wrote %d %s targets and healthy targets to %s", len(datalist), target, folder)
     return blind
 
 
