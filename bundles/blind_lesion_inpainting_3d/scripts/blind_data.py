@@ -101,7 +101,7 @@ def build_blind_datalist(
             _save_mni(fill, fill_path)
         blind.append({"image": entry[lesioned_key], "label": str(fill_path), "stage1": version})
         blind.append({"image": entry[healthy_key], "label": str(healthy_path), "stage1": version})
-    logger.info("wrote %d %s targets and healthy targets to %s", len(datalist), target, folder)
+    logger.info("wrote targets for %d lesioned volumes (%s) and their healthy twins to %s", len(datalist), target, folder)
     return blind
 
 
