@@ -43,6 +43,10 @@ def test_the_report_names_cover_the_papers_table_6():
     paper_rows = {compare.BASELINE_PAPER_NAMES[name] for name in baselines.REPORT_NAMES.values() if name in
                   compare.BASELINE_PAPER_NAMES}  # fmt: skip
     assert paper_rows == set(compare.PAPER_UAD_SEGMENTATION)  # all eight rows of Table 6
+    # reproduce_tables trains exactly the kinds behind those rows
+    tables = importlib.import_module(f"{load_bundle_scripts(BUNDLE).__name__}.reproduce_tables")
+    trained = {compare.BASELINE_PAPER_NAMES[baselines.REPORT_NAMES[kind]] for kind in tables.TABLE6_KINDS}
+    assert trained == set(compare.PAPER_UAD_SEGMENTATION) and len(tables.TABLE6_KINDS) == 8
 
 
 def test_noise_corrupts_only_the_input_and_stays_in_range():

@@ -27,17 +27,8 @@ from pathlib import Path
 BUNDLE = Path(__file__).resolve().parents[1]
 REPO = BUNDLE.parents[1]
 MODELS = {"GconvLap": [], "GConv": ["gconv.json"], "PConv": ["pconv.json"]}
-#: our baseline kinds (scripts.baselines) for the eight rows of Table 6 -> the report name each writes
-BASELINE_NAMES = {
-    "ae": "DenseAE",
-    "sae": "SpatialAE",
-    "ceae": "ceAE",
-    "vae": "VAE",
-    "cevae": "ceVAE",
-    "gmvae": "GMVAE",
-    "fanogan": "fAnoGAN",
-    "aae": "AAE",
-}
+#: our baseline kinds (scripts.baselines) for the eight rows of Table 6; each writes segmentation_<REPORT_NAMES[kind]>
+TABLE6_KINDS = ("ae", "sae", "ceae", "vae", "cevae", "gmvae", "fanogan", "aae")
 FULL = {"phase1": 20, "phase2": 5, "baseline_epochs": 40, "seeds": [0, 1, 2], "splits": ["validation", "test"]}
 #: quick: no validation (the final checkpoints are used), 4 healthy and 6 tumour test slices
 QUICK = {"phase1": 1, "phase2": 1, "baseline_epochs": 1, "seeds": [0], "splits": ["test"], "slices": (4, 6)}
@@ -98,8 +89,9 @@ def train_and_evaluate(model: str, seed: int, scale: dict, root: Path) -> Path:
 
 def train_baseline(kind: str, seed: int, scale: dict, root: Path, baselines) -> Path:
     """One autoencoder baseline (``scripts.baselines``) trained and scored; returns its folder."""
-    folder = root / "eval" / f"{BASELINE_NAMES[kind]}_seed{seed}"
-    if not (folder / f"segmentation_{BASELINE_NAMES[kind]}.json").exists():
+    name = baselines.REPORT_NAMES[kind]
+    folder = root / "eval" / f"{name}_seed{seed}"
+    if not (folder / f"segmentation_{name}.json").exists():
         quick = ["--quick"] if "slices" in scale else []  # 1 epoch, 6 tumour slices
         baselines.main(
             ["--kind", kind, "--output_dir", str(folder), "--epochs", str(scale["baseline_epochs"]),
@@ -250,8 +242,10 @@ def main(argv=None) -> list[Path]:
     for seed in scale["seeds"]:
         for model in MODELS:
             folders.setdefault(model, []).append(train_and_evaluate(model, seed, scale, root))
-        for kind, name in BASELINE_NAMES.items():
-            folders.setdefault(name, []).append(train_baseline(kind, seed, scale, root, baselines))
+        for kind in TABLE6_KINDS:
+            folders.setdefault(baselines.REPORT_NAMES[kind], []).append(
+                train_baseline(kind, seed, scale, root, baselines)
+            )
     values = collect(folders, compare)
     out.mkdir(parents=True, exist_ok=True)
     (out / "values.json").write_text(json.dumps(values, indent=1), encoding="utf-8")
