@@ -87,7 +87,7 @@ def build_blind_datalist(
     prepare_healthy = preprocessor([healthy_key], [], preprocessing)
     # tag the entries with the stage-1 weights, so that a PersistentDataset cache keyed by the entry is not
     # reused after stage 1 is retrained (the target files keep their names)
-    version = f"{Path(checkpoint).resolve()}:{os.path.getmtime(checkpoint)}" if network else "healthy"
+    version = f"{Path(checkpoint).resolve()}:{os.path.getmtime(checkpoint)}" if network is not None else "healthy"
     blind = []
     for entry in datalist:
         subject = Path(str(entry.get("subject", "case"))).name  # load_decathlon_datalist makes it a path
