@@ -154,3 +154,34 @@ def test_blind_crops_centre_on_the_lesion_and_keep_the_healthy_twin_random():
     twins = crops({"image": healthy, "label": healthy.clone()})
     centres = np.array([np.array(c["image"].meta["crop_center"], float) for c in twins])
     assert centres.std(axis=0).min() > 5  # not all on one spot
+
+
+def test_ixi_overlay_weights_the_lesion_voxels_in_the_loss_and_the_paper_default_does_not():
+    """train.json keeps the paper's plain MSE (difference_loss_weight 0: no weight channel); ixi.json appends the
+    x100 lesion weight after the crops and the loss reads it. Parsed without the IXI data."""
+    from monai.transforms import Compose
+
+    def parsed(names):
+        parser = ConfigParser()
+        parser.read_config([str(BUNDLE / "configs" / n) for n in names])
+        parser["bundle_root"] = str(BUNDLE)
+        return parser
+
+    paper = parsed(("train.json", "blind.json"))
+    assert paper.get_parsed_content("difference_weight") == []
+    assert not paper.get_parsed_content("loss").weight_channel
+    ixi = parsed(("train.json", "blind.json", "ixi.json"))
+    assert ixi.get_parsed_content("loss").weight_channel
+    chain = Compose(ixi.get_parsed_content("blind_crops") + ixi.get_parsed_content("difference_weight"))
+    chain.set_random_state(0)
+    healthy = torch.rand(1, 96, 96, 96) + 0.5
+    lesioned = healthy.clone()
+    lesioned[:, 40:50, 40:50, 40:50] *= 0.6  # a difference of 0.2-0.6, above the 0.05 threshold everywhere
+    crop = chain({"image": lesioned, "label": healthy})[0]
+    label, weight = crop["label"][:1], crop["label"][1:]
+    lesion = (crop["image"] != label).as_tensor()
+    assert lesion.any()
+    assert torch.equal(weight.as_tensor(), torch.where(lesion, 101.0, 1.0))
+    net = ixi.get_parsed_content("network_def").train()
+    loss = ixi.get_parsed_content("loss")(net(crop["image"][None].as_tensor()), crop["label"][None].as_tensor())
+    assert torch.isfinite(loss)

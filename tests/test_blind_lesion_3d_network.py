@@ -139,6 +139,32 @@ def test_deep_supervision_weights_scale_each_output():
     assert loss([full, low], target).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_weight_channel_gives_each_output_a_weighted_mean():
+    """The target's last channel weights every voxel, in both outputs (rearranged like the target for the
+    space-to-depth one): loss_l = sum(w (o - t)^2) / sum(w), computed here by hand."""
+    torch.manual_seed(2)
+    target, full, low = torch.rand(1, 1, 4, 4, 4), torch.rand(1, 1, 4, 4, 4), torch.rand(1, 8, 2, 2, 2)
+    weight = torch.ones(1, 1, 4, 4, 4)
+    weight[0, 0, 3, 0, 3] = 101.0
+    loss = InpaintingDeepSupervisionLoss(target_transform=space_to_depth_target, weight_channel=True)
+    value = loss([full, low], torch.cat([target, weight], dim=1))
+    full_term = (weight * (full - target) ** 2).sum() / weight.sum()
+    # the heavy voxel (3, 0, 3) sits in phase (1, 0, 1) = channel 5 at coarse position (1, 0, 1)
+    low_sq = torch.stack(
+        [(low[0, 4 * i + 2 * j + k] - target[0, 0, i::2, j::2, k::2]) ** 2 for i in range(2) for j in range(2) for k in range(2)]
+    )
+    low_w = torch.ones_like(low_sq)
+    low_w[5, 1, 0, 1] = 101.0
+    low_term = (low_w * low_sq).sum() / low_w.sum()
+    assert value.item() == pytest.approx((full_term + low_term).item(), rel=1e-6)
+    # all-ones weights are the plain loss
+    plain = InpaintingDeepSupervisionLoss(target_transform=space_to_depth_target)([full, low], target)
+    ones = loss([full, low], torch.cat([target, torch.ones_like(target)], dim=1))
+    assert ones.item() == pytest.approx(plain.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="reduction"):
+        InpaintingDeepSupervisionLoss(loss=lambda a, b: (a - b).abs().mean(), weight_channel=True)
+
+
 def test_space_to_depth_target():
     target = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(1, 2, 4, 6)
     output = torch.zeros(1, 8, 2, 3)

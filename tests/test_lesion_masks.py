@@ -10,6 +10,7 @@ from monai.data import MetaTensor
 from common.transforms import lesion_masks
 from common.transforms.lesion_masks import (
     LESION_LOADS_ML,
+    AppendDifferenceWeightd,
     LesionMaskd,
     build_lesion_bank,
     lesion_bank_paths,
@@ -158,3 +159,25 @@ def test_default_bank_of_500_masks_on_the_mni_white_matter():
         mask = np.asarray(lesion_masks.nib.load(folder / entry["file"]).dataobj) > 0
         low, high = LESION_LOADS_ML[entry["load"]]
         assert low <= mask.sum() / 1000.0 <= high and not np.any(mask & ~wm)
+
+
+def test_difference_weight_marks_only_voxels_that_differ_beyond_the_threshold():
+    image = MetaTensor(torch.zeros(1, 3, 3, 3), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    label = image.clone()
+    label[0, 0, 0, 0] = 0.5  # a lesion voxel the network must change
+    label[0, 2, 2, 2] = 0.04  # a difference below the 0.05 threshold
+    out = AppendDifferenceWeightd(threshold=0.05, weight=100.0)({"image": image, "label": label})
+    assert out["label"].shape == (2, 3, 3, 3)
+    assert torch.equal(out["label"][:1], label)  # the target itself is unchanged
+    expected = torch.ones(1, 3, 3, 3)
+    expected[0, 0, 0, 0] = 101.0
+    assert torch.equal(out["label"][1:].as_tensor(), expected)
+    assert torch.equal(out["label"].affine, image.affine)
+    assert torch.equal(out["image"], image)
+
+
+def test_difference_weight_rejects_mismatched_grids_and_negative_weights():
+    with pytest.raises(ValueError, match="same grid"):
+        AppendDifferenceWeightd()({"image": torch.zeros(1, 4, 4, 4), "label": torch.zeros(1, 4, 4, 3)})
+    with pytest.raises(ValueError, match=">= 0"):
+        AppendDifferenceWeightd(weight=-1.0)

@@ -20,7 +20,9 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import torch
 from monai.config import KeysCollection
+from monai.transforms import MapTransform
 from scipy import ndimage
 from skimage.morphology import ball, disk
 
@@ -29,6 +31,7 @@ from common.data.cohort import MS_LOADS_ML
 from common.transforms.masks import MaskTransformd
 
 __all__ = [
+    "AppendDifferenceWeightd",
     "LESION_LOADS_ML",
     "LesionMaskd",
     "build_lesion_bank",
@@ -201,3 +204,43 @@ def lesion_bank_paths(
     target = build_lesion_bank(n_masks, seed, folder)
     manifest = json.loads((target / "bank.json").read_text(encoding="utf-8"))
     return [str(target / entry["file"]) for entry in manifest["masks"]]
+
+
+class AppendDifferenceWeightd(MapTransform):
+    """Append a per-voxel loss weight to each target under ``keys``: ``1 + weight`` where the target differs from
+    the input under ``reference_key`` by more than ``threshold``, 1 elsewhere (the last channel; the target's own
+    channels are unchanged).
+
+    Why: a lesion or hole is 0.01-1 % of a volume, so a plain voxel-mean loss is nearly minimised by the identity
+    and a short run never learns to change the lesion (the blind 3-D bundle on IXI, see its README). Up-weighting
+    the voxels the network must change (they are known at training time: the lesions were painted in, the holes
+    cut out) is class balancing for regression. Losses read the channel with ``weight_channel=True``
+    (``InpaintingDeepSupervisionLoss``). Apply after every spatial augmentation so the weight stays aligned.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        reference_key: str = "image",
+        threshold: float = 0.05,
+        weight: float = 100.0,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if threshold < 0 or weight < 0:
+            raise ValueError(f"threshold and weight must be >= 0, got threshold={threshold}, weight={weight}")
+        self.reference_key, self.threshold, self.weight = reference_key, float(threshold), float(weight)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        d = dict(data)
+        reference = torch.as_tensor(d[self.reference_key])
+        for key in self.key_iterator(d):
+            target = torch.as_tensor(d[key])
+            if tuple(target.shape) != tuple(reference.shape):
+                raise ValueError(
+                    f"{key!r} {tuple(target.shape)} and {self.reference_key!r} {tuple(reference.shape)} differ in "
+                    "shape: the difference weight needs the target and its input on the same grid."
+                )
+            differs = (target - reference).abs().amax(dim=0, keepdim=True) > self.threshold
+            d[key] = torch.cat([target, 1.0 + self.weight * differs.to(target.dtype)], dim=0)  # MetaTensor: meta kept
+        return d

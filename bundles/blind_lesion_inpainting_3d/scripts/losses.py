@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -44,6 +45,10 @@ class InpaintingDeepSupervisionLoss(DeepSupervisionLoss):
         weight_mode / weights: as in MONAI (default ``"same"``: weight 1 for every output).
         interp_mode: ``F.interpolate`` mode used when shapes differ and no ``target_transform`` is given.
         target_transform: callable ``(target, output) -> target for that output``.
+        weight_channel: the target's last channel is a per-voxel weight (e.g. from
+            ``common.transforms.AppendDifferenceWeightd``), resized/rearranged with the target; each output's loss
+            is then ``sum(w * loss) / sum(w)`` with ``loss`` evaluated per element (it needs a ``reduction``
+            attribute: MSE, L1, smooth L1).
     """
 
     def __init__(
@@ -53,21 +58,38 @@ class InpaintingDeepSupervisionLoss(DeepSupervisionLoss):
         weights: Sequence[float] | None = None,
         interp_mode: str = "area",
         target_transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        weight_channel: bool = False,
     ) -> None:
-        super().__init__(
-            nn.MSELoss() if loss is None else loss, weight_mode, None if weights is None else list(weights)
-        )
+        loss = nn.MSELoss() if loss is None else loss
+        if weight_channel:
+            if not hasattr(loss, "reduction"):
+                raise ValueError(f"weight_channel needs an element-wise loss with a `reduction`, got {type(loss).__name__}")
+            loss = copy.deepcopy(loss)
+            loss.reduction = "none"
+        super().__init__(loss, weight_mode, None if weights is None else list(weights))
         self.interp_mode = interp_mode
         self.target_transform = target_transform
+        self.weight_channel = weight_channel
+
+    def _resize(self, target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        if self.target_transform is not None:
+            return self.target_transform(target, output)
+        if output.shape[2:] != target.shape[2:]:
+            return F.interpolate(target, size=output.shape[2:], mode=self.interp_mode)
+        return target
 
     def get_loss(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.target_transform is not None:
-            target = self.target_transform(target, input)
-        elif input.shape[2:] != target.shape[2:]:
-            target = F.interpolate(target, size=input.shape[2:], mode=self.interp_mode)
+        weight = None
+        if self.weight_channel:
+            # split off the weight and give it the target's channels so it is resized/rearranged the same way
+            target, weight = target[:, :-1], target[:, -1:]
+            weight = self._resize(weight.expand_as(target).contiguous(), input)
+        target = self._resize(target, input)
         if input.shape != target.shape:
             raise ValueError(f"output {tuple(input.shape)} and resized target {tuple(target.shape)} differ.")
-        return self.loss(input, target)
+        if weight is None:
+            return self.loss(input, target)
+        return (self.loss(input, target) * weight).sum() / weight.sum()
 
     def forward(self, input: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if isinstance(input, torch.Tensor):
