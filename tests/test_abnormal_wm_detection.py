@@ -95,17 +95,22 @@ def test_painted_lesions_are_hypointense_seeded_and_inside_the_white_matter():
     np.testing.assert_allclose(lesioned[far], t1[far], rtol=1e-4)  # the rest is untouched
 
 
-@pytest.fixture(scope="module")
-def subject():
-    """The first IXI validation subject through the bundle's blind route with and without lesions."""
+def first_subject_scored(overrides: dict | None):
+    """(result, figure, route) of the first IXI validation subject, seed 0, through the route with ``overrides``."""
     import tempfile
 
     entry = bench.validation_subjects(str(IXI), limit=1)[0]
     with tempfile.TemporaryDirectory() as tmp:
-        route = bench.BlindRoute(None, Path(tmp))
+        route = bench.BlindRoute(None, Path(tmp), overrides)
         rng = np.random.default_rng(np.random.SeedSequence([0, 0]))
         result, figure = bench.score_subject(route, entry, bench.wm_prior(), rng, bench.LESION_PLANS[0], Path(tmp))
     return result, figure, route
+
+
+@pytest.fixture(scope="module")
+def subject():
+    """The first IXI validation subject through the bundle's blind route with and without lesions."""
+    return first_subject_scored(None)
 
 
 @pytest.mark.slow
@@ -139,14 +144,7 @@ def test_map_is_higher_in_lesions_and_beats_the_prior(subject):
 @pytest.fixture(scope="module")
 def ixi_subject():
     """The same subject and lesions through the IXI-trained weights (inference_ixi.json)."""
-    import tempfile
-
-    entry = bench.validation_subjects(str(IXI), limit=1)[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        route = bench.BlindRoute(None, Path(tmp), ixi_overrides())
-        rng = np.random.default_rng(np.random.SeedSequence([0, 0]))
-        result, figure = bench.score_subject(route, entry, bench.wm_prior(), rng, bench.LESION_PLANS[0], Path(tmp))
-    return result, figure, route
+    return first_subject_scored(ixi_overrides())
 
 
 @pytest.mark.slow
