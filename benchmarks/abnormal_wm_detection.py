@@ -32,9 +32,10 @@ threshold (tuned thresholds: the one tuned on the lesioned volume) on the same s
 Run::
 
     python benchmarks/abnormal_wm_detection.py --data ../shared/data/ixi_t1_2mm [--quick] [--seed 0]
-        [--checkpoint PATH] [--set ID=JSON ...] [--out docs/results]
+        [--overlay configs/inference_ixi.json] [--checkpoint PATH] [--set ID=JSON ...] [--out docs/results]
 
-``--set`` overrides an id of ``inference.json`` before parsing (JSON values), e.g. ``--set residual=true
+``--overlay`` merges bundle configs after ``inference.json`` (as ``monai.bundle run --config_file "[...]"``
+does), e.g. ``inference_ixi.json`` for the IXI-trained weights; ``--set`` overrides an id of ``inference.json`` before parsing (JSON values), e.g. ``--set residual=true
 abnormal_threshold=0.3`` to score weights of another architecture or threshold before they are shipped.
 """
 
@@ -143,12 +144,18 @@ class BlindRoute:
     """The bundle's blind inference route (``configs/inference.json``) in this process, stopped before the
     map goes back to native space: returns the standardised input, the inpainted volume and the map."""
 
-    def __init__(self, checkpoint: Path | None, work_dir: Path, overrides: dict | None = None):
+    def __init__(
+        self,
+        checkpoint: Path | None,
+        work_dir: Path,
+        overrides: dict | None = None,
+        overlays: tuple[str | Path, ...] = (),
+    ):
         from monai.bundle import ConfigParser
         from monai.transforms import Compose
 
         parser = ConfigParser()
-        parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+        parser.read_config([str(BUNDLE / "configs" / "inference.json"), *(str(BUNDLE / o) for o in overlays)])
         parser.update({"bundle_root": str(BUNDLE), "output_dir": str(work_dir)})
         if checkpoint is not None:
             parser["checkpoint"] = str(checkpoint)
@@ -299,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the first validation subject only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", default=None, help="blind weights (default: the config's models/model.pt)")
+    parser.add_argument("--overlay", nargs="+", default=[], metavar="CONFIG",
+                        help="bundle configs merged after inference.json, relative to the bundle")
     parser.add_argument("--set", nargs="+", default=[], metavar="ID=JSON", help="override inference.json ids")
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     args = parser.parse_args(argv)
@@ -314,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     prior = wm_prior()
     results, names = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        route = BlindRoute(Path(args.checkpoint) if args.checkpoint else None, Path(tmp), overrides)
+        route = BlindRoute(Path(args.checkpoint) if args.checkpoint else None, Path(tmp), overrides, args.overlay)
         for index, entry in enumerate(subjects):
             rng = np.random.default_rng(np.random.SeedSequence([args.seed, index]))
             plan = LESION_PLANS[index % len(LESION_PLANS)]

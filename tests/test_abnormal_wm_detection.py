@@ -21,22 +21,17 @@ bench = load_module(REPO / "benchmarks" / "abnormal_wm_detection.py", "abnormal_
 BUNDLE = REPO / "bundles" / "blind_lesion_inpainting_3d"
 
 
-def ixi_overrides() -> dict:
-    """configs/inference_ixi.json's ids (the IXI-trained weights) as route overrides."""
-    import json
-
-    config = json.loads((BUNDLE / "configs" / "inference_ixi.json").read_text(encoding="utf-8"))
-    return {k: v for k, v in config.items() if not k.startswith("_")}
+IXI_OVERLAY = ("configs/inference_ixi.json",)  # the IXI-trained weights
 
 
 def test_ixi_weights_load_strictly_into_the_overlay_network(tmp_path):
     """inference.json + inference_ixi.json: the residual network the IXI weights were trained as, their file,
     the threshold of their sweep; the route loads them strictly (its StateDictLoader)."""
-    route = bench.BlindRoute(None, tmp_path, ixi_overrides())
-    assert route.network.residual and route.threshold == 0.3
-    assert Path(route.checkpoint).name == "model_ixi.pt"
     import torch
 
+    route = bench.BlindRoute(None, tmp_path, overlays=IXI_OVERLAY)
+    assert route.network.residual and route.threshold == 0.3
+    assert Path(route.checkpoint).name == "model_ixi.pt"
     state = torch.load(BUNDLE / "models" / "model_ixi.pt", map_location="cpu", weights_only=True)
     assert all(torch.equal(v, state[k]) for k, v in route.network.state_dict().items())
 
@@ -95,13 +90,13 @@ def test_painted_lesions_are_hypointense_seeded_and_inside_the_white_matter():
     np.testing.assert_allclose(lesioned[far], t1[far], rtol=1e-4)  # the rest is untouched
 
 
-def first_subject_scored(overrides: dict | None):
-    """(result, figure, route) of the first IXI validation subject, seed 0, through the route with ``overrides``."""
+def first_subject_scored(overlays: tuple[str, ...] = ()):
+    """(result, figure, route) of the first IXI validation subject, seed 0, through the route with ``overlays``."""
     import tempfile
 
     entry = bench.validation_subjects(str(IXI), limit=1)[0]
     with tempfile.TemporaryDirectory() as tmp:
-        route = bench.BlindRoute(None, Path(tmp), overrides)
+        route = bench.BlindRoute(None, Path(tmp), overlays=overlays)
         rng = np.random.default_rng(np.random.SeedSequence([0, 0]))
         result, figure = bench.score_subject(route, entry, bench.wm_prior(), rng, bench.LESION_PLANS[0], Path(tmp))
     return result, figure, route
@@ -110,7 +105,7 @@ def first_subject_scored(overrides: dict | None):
 @pytest.fixture(scope="module")
 def subject():
     """The first IXI validation subject through the bundle's blind route with and without lesions."""
-    return first_subject_scored(None)
+    return first_subject_scored()
 
 
 @pytest.mark.slow
@@ -144,7 +139,7 @@ def test_map_is_higher_in_lesions_and_beats_the_prior(subject):
 @pytest.fixture(scope="module")
 def ixi_subject():
     """The same subject and lesions through the IXI-trained weights (inference_ixi.json)."""
-    return first_subject_scored(ixi_overrides())
+    return first_subject_scored(IXI_OVERLAY)
 
 
 @pytest.mark.slow
