@@ -240,3 +240,28 @@ def test_paper_width_on_the_full_mni_grid():
     with torch.inference_mode():
         out = net(torch.zeros(1, 1, 182, 218, 182))
     assert out.shape == (1, 1, 182, 218, 182)
+
+
+def test_cpu_bf16_is_opt_in_from_inference_json():
+    """inference.json's ``cpu_bf16`` id reaches the network: off by default (the fp32 output), on from the
+    command line; the option leaves training and autograd forwards alone."""
+    from monai.bundle import ConfigParser
+
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "blind_lesion_inpainting_3d"
+    flags = []
+    for override in ({}, {"cpu_bf16": True}):
+        parser = ConfigParser()
+        parser.read_config(str(bundle / "configs" / "inference.json"))
+        parser.update({"bundle_root": str(bundle), **override})
+        flags.append(parser.get_parsed_content("network_def").cpu_bf16)
+    assert flags == [False, True]
+    torch.manual_seed(0)
+    net = SpaceToDepthUNet3D(filters=4, levels=2, recon_filters=4, cpu_bf16=True).eval()
+    volume = torch.rand(1, 1, 16, 16, 16)
+    assert net(volume).dtype == torch.float32 and net(volume).requires_grad  # autograd: the plain fp32 forward
+    with torch.no_grad():
+        net.fast_eval = False
+        plain = net(volume)
+        net.fast_eval = True
+        fast = net(volume)
+    assert fast.dtype == torch.float32 and 0 < float((fast - plain).abs().max()) < 0.05

@@ -60,15 +60,19 @@ def test_search_in_mm_passes_rescore_top():
     assert autoinpainting.search_in_pixels(1.0, crop_size_mm=80, rescore_top=8)["rescore_top"] == 8
 
 
-def test_frozen_3d_path_gives_the_plain_fp32_output():
+def test_timed_3d_paths_are_the_bundle_forward_in_fp32_and_with_its_bf16_option():
     networks = load_bundle_scripts(ROOT / "bundles" / "blind_lesion_inpainting_3d").networks
     torch.manual_seed(0)
     net = networks.SpaceToDepthUNet3D(filters=4, levels=2, recon_filters=4).eval()
     volume = torch.rand(1, 1, 32, 32, 32)
+    net.fast_eval = False
     with torch.no_grad():
         plain = net(volume)
-    fast = run_all.optimise_3d(net, volume, bf16=False)(volume)
-    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(run_all.fast_3d(net, bf16=False)(volume), plain, atol=1e-4, rtol=1e-4)
+    bf16 = run_all.fast_3d(net, bf16=True)(volume)
+    assert bf16.dtype == torch.float32 and net.cpu_bf16
+    difference = float((bf16 - plain).abs().max())
+    assert 0 < difference < 0.05 * float(plain.abs().max())  # bf16 rounding (8-bit mantissa), not another network
 
 
 def test_frozen_object_removal_pipeline_gives_todays_output():
@@ -88,7 +92,8 @@ def test_quick_run_writes_one_record_per_row_with_the_issue_keys(tmp_path):
     keys = {"bundle", "unit", "naive_s", "optimised_s", "ratio", "max_abs_diff", "metric_delta", "peak_mb", "threads"}
     assert all(keys <= set(r) for r in records)
     bundles = [r["bundle"] for r in records]
-    assert len(bundles) == len(set(bundles)) == 9  # 3-D shipped width; 2 autoinpainting, 2 object removal; 4 steps
+    # 3-D shipped width (+ its cpu_bf16 row on CPUs with native bf16); 2 autoinpainting, 2 object removal; 4 steps
+    assert len(bundles) == len(set(bundles)) == 9 + run_all.native_bf16()
     assert {b.split(" ")[0] for b in bundles} == {
         "blind_lesion_inpainting_3d",
         "autoinpainting_tumor_segmentation",
