@@ -382,7 +382,7 @@ def row_object_removal(quick: bool, repeats: int, budget_s: float) -> list[dict]
     variants = {"bundle_default": bundle_default, "frozen": frozen}
     results = compare_many(naive, variants, repeats, budget_s)
     described = {
-        "bundle_default": "inference_mode + optimise_for_inference (spectral norm baked in; inference.json's default)",
+        "bundle_default": "inference_mode + optimise_for_inference (spectral norm baked in, output convs over the hole's bounding box; inference.json's default)",
         "frozen": "inference_mode + optimise_for_inference + segmenter and generators frozen (jit.trace + "
         "optimize_for_inference)",
     }

@@ -21,6 +21,7 @@ import argparse
 import copy
 import math
 from collections.abc import Hashable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -346,69 +347,113 @@ class MultiSquareMaskd(RandomMaskd):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _patch_grid(
-    spatial_shape: Sequence[int], low: np.ndarray, high: np.ndarray
-) -> tuple[tuple[slice, ...], list[np.ndarray]] | None:
-    """Clip the box [low, high] to the image; return its slices and open-grid voxel coordinates (None if empty).
+@lru_cache(maxsize=8)
+def _voxel_axes(spatial_shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Float voxel coordinates ``0..s-1`` of each axis, read-only and cached per shape: boxes slice them instead of
+    building ``np.arange`` grids for every shape (same values)."""
+    axes = tuple(np.arange(size, dtype=float) for size in spatial_shape)
+    for axis in axes:
+        axis.flags.writeable = False
+    return axes
 
-    Plain-python bounds and ``np.arange`` axes (the ``np.ogrid`` values, without its overhead: masks are drawn
-    in the training loop)."""
-    ndim = len(spatial_shape)
-    start = [max(math.floor(a), 0) for a in low.tolist()]
-    stop = [min(math.ceil(b) + 1, int(s)) for b, s in zip(high.tolist(), spatial_shape, strict=True)]
-    if any(a >= b for a, b in zip(start, stop, strict=True)):
-        return None
-    region = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
-    coords = [
-        np.arange(a, b).reshape([-1 if i == axis else 1 for i in range(ndim)])
-        for axis, (a, b) in enumerate(zip(start, stop, strict=True))
-    ]
-    return region, coords
+
+def _patch_grid(
+    spatial_shape: Sequence[int], low: Sequence[float], high: Sequence[float], origin: Sequence[float]
+) -> tuple[tuple[slice, ...], list[np.ndarray]] | None:
+    """Clip the box [low, high] to the image; return its slices and, per axis, the 1-D offsets of its voxel
+    coordinates from ``origin`` (None if the box is empty). Plain-python bounds and views of cached axes: masks
+    are drawn in the training loop."""
+    region, offsets = [], []
+    for a, b, x, size, values in zip(low, high, origin, spatial_shape, _voxel_axes(tuple(spatial_shape))):
+        start, stop = max(math.floor(a), 0), min(math.ceil(b) + 1, size)
+        if start >= stop:
+            return None
+        region.append(slice(start, stop))
+        offsets.append(values[start:stop] - x)
+    return tuple(region), offsets
+
+
+def _outer_sum(terms: Sequence[np.ndarray]) -> np.ndarray:
+    """``t0[i] + t1[j] (+ t2[k])`` over the box, summed in this order, from one 1-D term per axis."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total[..., None] + term
+    return total
 
 
 def _ellipsoid(
-    spatial_shape: Sequence[int], centre: np.ndarray, semi_axes: np.ndarray, rotation: np.ndarray
+    spatial_shape: Sequence[int],
+    centre: Sequence[float],
+    semi_axes: Sequence[float],
+    rotation: np.ndarray | None = None,
 ) -> tuple[tuple[slice, ...], np.ndarray] | None:
-    """Voxels inside an ellipsoid with principal axes ``rotation[:, j]`` of half-lengths ``semi_axes[j]``."""
-    grid = _patch_grid(spatial_shape, centre - semi_axes.max(), centre + semi_axes.max())
+    """Voxels inside an ellipsoid with principal axes ``rotation[:, j]`` (the image axes when None) of half-lengths
+    ``semi_axes[j]``: ``sum_j ((sum_i R_ij offset_i) / a_j)^2 <= 1``, summed in this order.
+
+    Without a rotation term j is ``(offset_j / a_j)^2`` on axis j alone (``1 * o_j + 0 * o_k`` is ``o_j`` exactly),
+    so only the final sum and comparison run on the whole box."""
+    reach = max(semi_axes)
+    grid = _patch_grid(spatial_shape, [x - reach for x in centre], [x + reach for x in centre], centre)
     if grid is None:
         return None
-    region, coords = grid
-    rotation, semi_axes = rotation.tolist(), semi_axes.tolist()  # python floats: less overhead, same values
-    offsets = [c - x for c, x in zip(coords, centre.tolist(), strict=True)]
+    region, offsets = grid
+    if rotation is None:
+        for offset, semi_axis in zip(offsets, semi_axes):
+            offset /= semi_axis
+            offset *= offset
+        return region, _outer_sum(offsets) <= 1.0
+    rotation = rotation.tolist()  # python floats: less overhead, same values
     inside = None
-    for j, semi_axis in enumerate(semi_axes):  # sum_j ((sum_i R_ij offset_i) / a_j)^2, in this order
-        along = rotation[0][j] * offsets[0]
-        for i in range(1, len(offsets)):
-            along = along + rotation[i][j] * offsets[i]
-        along = along / semi_axis
-        along = along * along
-        inside = along if inside is None else inside + along
+    for j, semi_axis in enumerate(semi_axes):
+        along = _outer_sum([row[j] * offset for row, offset in zip(rotation, offsets)])
+        along /= semi_axis
+        along *= along
+        if inside is None:
+            inside = along
+        else:
+            inside += along
     return region, inside <= 1.0
 
 
 def _capsule(
-    spatial_shape: Sequence[int], start: np.ndarray, end: np.ndarray, radius: float
+    spatial_shape: Sequence[int], start: Sequence[float], end: Sequence[float], radius: float
 ) -> tuple[tuple[slice, ...], np.ndarray] | None:
-    """Voxels within ``radius`` of the segment [start, end]: a thick line with round caps."""
-    grid = _patch_grid(spatial_shape, np.minimum(start, end) - radius, np.maximum(start, end) + radius)
+    """Voxels within ``radius`` of the segment [start, end]: a thick line with round caps.
+
+    The projection on the segment is clipped to [0, 1] with ``np.maximum``/``np.minimum`` (``np.clip``'s values
+    without its wrapper; a zero's sign may differ, which the squared gaps erase)."""
+    grid = _patch_grid(
+        spatial_shape,
+        [min(a, b) - radius for a, b in zip(start, end)],
+        [max(a, b) + radius for a, b in zip(start, end)],
+        start,
+    )
     if grid is None:
         return None
-    region, coords = grid
-    direction = end - start
-    length2 = float(direction @ direction)
-    direction = direction.tolist()  # python floats: less overhead, same values
-    offsets = [c - x for c, x in zip(coords, start.tolist(), strict=True)]
-    along = 0.0
+    region, offsets = grid
+    direction = [b - a for a, b in zip(start, end)]
+    vector = np.array(direction)
+    length2 = float(vector @ vector)  # numpy's dot as before: a python sum may round differently
+    along = 0.0  # a zero-length segment: the gaps are the offsets
     if length2 > 0:
-        for d, o in zip(direction, offsets, strict=True):
-            along = along + d * o
-        along = np.clip(along / length2, 0.0, 1.0)
-    dist2 = 0.0
-    for d, o in zip(direction, offsets, strict=True):
-        gap = o - along * d
-        dist2 = dist2 + gap * gap
+        along = _outer_sum([d * offset for d, offset in zip(direction, offsets)])
+        along /= length2
+        np.maximum(along, 0.0, out=along)
+        np.minimum(along, 1.0, out=along)
+    ndim = len(offsets)
+    dist2 = None
+    for axis, (d, offset) in enumerate(zip(direction, offsets)):
+        gap = offset.reshape((-1,) + (1,) * (ndim - 1 - axis)) - along * d
+        gap *= gap
+        dist2 = gap if dist2 is None else dist2 + gap
     return region, dist2 <= radius**2
+
+
+def _uniform(rng: np.random.RandomState, low: float, high: float) -> float:
+    """``rng.uniform(low, high)``: the same draw and the same value (RandomState's legacy formula, frozen by NEP 19,
+    is ``low + (high - low) * random_sample()``) at an eighth of its call cost; ``n`` calls give the values of
+    ``rng.uniform(low, high, n)``."""
+    return low + (high - low) * rng.random_sample()
 
 
 def _random_rotation(ndim: int, rng: np.random.RandomState) -> np.ndarray:
@@ -418,11 +463,11 @@ def _random_rotation(ndim: int, rng: np.random.RandomState) -> np.ndarray:
     call overhead."""
     factors, tau, _, _ = lapack.dgeqrf(rng.standard_normal((ndim, ndim)))
     q, _, _ = lapack.dorgqr(factors, tau)
-    return q * np.sign(np.diag(factors))
+    return q * np.sign(factors.diagonal())
 
 
 def _random_irregular_shape(
-    spatial_shape: Sequence[int],
+    spatial_shape: tuple[int, ...],
     rng: np.random.RandomState,
     kind: str,
     scale: float,
@@ -430,20 +475,23 @@ def _random_irregular_shape(
     line_length_range: tuple[float, float],
     line_width_range: tuple[float, float],
 ) -> tuple[tuple[slice, ...], np.ndarray] | None:
-    """One random circle/ellipse/thick line (sphere/ellipsoid/capsule in 3D); sizes are fractions of the smallest side times ``scale``."""
+    """One random circle/ellipse/thick line (sphere/ellipsoid/capsule in 3D); sizes are fractions of the smallest
+    side times ``scale``. Geometry in python floats: the values numpy-array arithmetic gave, with less overhead."""
     ndim, unit = len(spatial_shape), min(spatial_shape) * scale
-    centre = rng.uniform(0, 1, ndim) * (np.asarray(spatial_shape) - 1)
+    centre = [_uniform(rng, 0, 1) * (s - 1) for s in spatial_shape]
     if kind == "circle":
-        radius = rng.uniform(*radius_range) * unit
-        return _ellipsoid(spatial_shape, centre, np.full(ndim, radius), np.eye(ndim))
+        radius = _uniform(rng, *radius_range) * unit
+        return _ellipsoid(spatial_shape, centre, [radius] * ndim)
     if kind == "ellipse":
-        semi_axes = rng.uniform(*radius_range, size=ndim) * unit
+        semi_axes = [_uniform(rng, *radius_range) * unit for _ in range(ndim)]
         return _ellipsoid(spatial_shape, centre, semi_axes, _random_rotation(ndim, rng))
     direction = rng.standard_normal(ndim)
-    direction /= np.linalg.norm(direction) + 1e-12
-    length = rng.uniform(*line_length_range) * unit
-    radius = rng.uniform(*line_width_range) * unit / 2
-    return _capsule(spatial_shape, centre - direction * length / 2, centre + direction * length / 2, radius)
+    norm = math.sqrt(direction.dot(direction))  # np.linalg.norm's formula, without its overhead
+    length = _uniform(rng, *line_length_range) * unit
+    radius = _uniform(rng, *line_width_range) * unit / 2
+    half = [d / (norm + 1e-12) * length / 2 for d in direction.tolist()]
+    start = [x - h for x, h in zip(centre, half)]
+    return _capsule(spatial_shape, start, [x + h for x, h in zip(centre, half)], radius)
 
 
 def _validate_irregular_shapes(
@@ -491,20 +539,23 @@ def irregular_mask(
             f"coverage_range {coverage_range} allows less than one hole voxel in a {tuple(spatial_shape)} image"
         )
     target, limit = rng.uniform(low, high) * total, high * total
-    holes = np.zeros(spatial_shape, dtype=bool)
+    shape = tuple(int(s) for s in spatial_shape)
+    holes = np.zeros(shape, dtype=bool)
     covered = 0
     for _ in range(max_shapes):
         if covered >= target:
             return holes
         kind = shapes[rng.randint(len(shapes))]
         for shrink in range(max_shrinks + 1):
-            drawn = _random_irregular_shape(spatial_shape, rng, kind, 0.5**shrink, **sizes)
+            drawn = _random_irregular_shape(shape, rng, kind, 0.5**shrink, **sizes)
             if drawn is None:
                 break
             region, inside = drawn
-            added = int(np.count_nonzero(inside & ~holes[region]))
+            view = holes[region]
+            new = np.greater(inside, view, out=inside)  # inside & ~view in one pass, in place
+            added = int(np.count_nonzero(new))
             if covered + added <= limit:
-                holes[region] |= inside
+                view |= new
                 covered += added
                 break
         else:  # even the smallest shape overshoots: the coverage is within one tiny shape of the target
