@@ -283,35 +283,29 @@ def row_autoinpainting(quick: bool, repeats: int, budget_s: float) -> list[dict]
     naive_search = scripts.AutoInpainter(**scripts.search_in_pixels(spacing, **{**base, **naive}))
     options = {
         "exact": {"batch_size": 64, "crop_size_mm": None, "local": False},
-        "local": {"batch_size": 96, "crop_size_mm": None, "local": True},
+        "local": {"crop_size_mm": None},  # inference.json's search as the bundle runs it (local pass, its batch)
     }
     searches = {k: scripts.AutoInpainter(**scripts.search_in_pixels(spacing, **{**base, **o})) for k, o in options.items()}
     described = {
         "exact": "64 circles per pass, whole slice, inference_mode",
-        "local": "96 circles per pass, local pass (only outputs reaching each hole; exact), inference_mode, "
-        "1 thread",
+        "local": f"{searches['local'].batch_size} circles per pass (inference.json), local pass (only outputs "
+        "reaching each hole; exact), candidates inpainted until the choice settles, inference_mode, torch default "
+        f"threads ({torch.get_num_threads()}, as the bundle runs)",
     }
 
     def segment(result) -> torch.Tensor:
         return scripts.segment_residual(scripts.residual_volume(image, result.inpainted), threshold)
 
-    def fast(search, threads=None):
+    def fast(search):
         def run():
-            before = torch.get_num_threads()
-            torch.set_num_threads(threads or before)
-            try:
-                with torch.inference_mode():
-                    return search.inpaint_slice(network, image, ooi)
-            finally:
-                torch.set_num_threads(before)
+            with torch.inference_mode():
+                return search.inpaint_slice(network, image, ooi)
 
         return run
 
     results = compare_many(
         lambda: naive_search.inpaint_slice(network, image, ooi),
-        # the local pass's small windows run faster on one thread: on 2 loaded cores, 2 threads cost it 6x in
-        # waiting at thread barriers (9.5 s vs 1.5 s wall on the benchmark slice)
-        {k: fast(v, 1 if k == "local" else None) for k, v in searches.items()},
+        {k: fast(v) for k, v in searches.items()},
         repeats,
         budget_s,
     )

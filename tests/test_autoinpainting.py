@@ -97,6 +97,29 @@ def test_growth_rule_keeps_the_larger_mask_only_while_the_residual_grows():
     assert search.choose([1, 2, 3, 4, 5, 6]) == 5
 
 
+@pytest.mark.parametrize(
+    "sums, inpainted",
+    [([1, 2, 2.05, 3, 4, 5], 3), ([1, 1.01, 5, 9, 9, 9], 3), ([1, 2, 4, 8, 8.1, 1], 6), ([1, 2, 4, 8, 16, 32], 6)],
+)
+def test_candidates_after_the_settled_choice_are_not_inpainted(sums, inpainted):
+    """Candidates are inpainted half per pass until the growth rule has stopped: the choice is the one over
+    all six residual sums, and only the passes needed to settle it are run."""
+    search = autoinpainting.AutoInpainter()
+    image = torch.zeros(1, 4, 4)
+    candidates = torch.arange(6.0)[:, None, None, None].expand(-1, 1, 4, 4)  # candidate k holds the value k
+    passes = []
+
+    def fake_inpaint(network, image, holes, baseline=None):  # residual sum of candidate k: sums[k]
+        passes.append(len(holes))
+        return torch.stack([image + sums[int(h.flatten()[0])] / image.numel() for h in holes])
+
+    search.inpaint = fake_inpaint
+    images, residuals = search.settled_candidates(None, image, candidates)
+    assert len(residuals) == len(images) == inpainted and sum(passes) == inpainted and max(passes) == 3
+    np.testing.assert_allclose(residuals, sums[:inpainted], rtol=1e-6)
+    assert search.choose(residuals) == search.choose(sums)
+
+
 def test_dilations_are_squares_of_the_configured_widths():
     search = autoinpainting.AutoInpainter(dilation_widths=(3, 7))
     point = torch.zeros(1, 1, 21, 21)
@@ -142,7 +165,7 @@ def test_circles_are_batched_and_give_the_same_result_as_one_per_pass(scene):
     a = batched.inpaint_slice(net, image, ooi)
     b = one.inpaint_slice(naive, image, ooi)
     n = len(a.circles)
-    assert naive.calls == n + 6
+    assert naive.calls == n + len(b.candidate_residuals)  # candidates after the settled choice: not inpainted
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)
     assert np.array_equal(a.top, b.top) and a.chosen == b.chosen
     torch.testing.assert_close(a.inpainted, b.inpainted, atol=1e-5, rtol=1e-5)
@@ -265,6 +288,29 @@ def test_local_pass_gives_the_whole_slice_composites(shape, channels, kernels):
     assert autoinpainting.supports_local_pass(net)
     torch.testing.assert_close(local.inpaint(net, image, holes), whole, atol=1e-5, rtol=1e-5)
     assert not autoinpainting.supports_local_pass(net.train())  # batch statistics: not local
+
+
+def test_local_search_gives_the_naive_search_answer_with_the_shipped_layout(scene):
+    """The default search (local pass: box-only scores, folded BatchNorm, channels-last windows) ranks the circles,
+    unites and dilates them and inpaints the slice as the naive one-circle-per-pass whole-slice search does, with
+    circles at the OOI's edge and the image border (shipped 8-level layout, trained-like BatchNorm)."""
+    _, image, _, ooi = scene
+    torch.manual_seed(0)
+    net = GatedUNet(channels=(8, 16, 32, 32, 32, 32, 32, 32), kernel_sizes=(7, 5, 5, 3, 3, 3, 3, 3)).eval()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    options = {"radius": 14, "step": 10, "min_tumour_radius": 0}
+    naive = autoinpainting.AutoInpainter(batch_size=1, local=False, **options).inpaint_slice(net, image, ooi)
+    local = autoinpainting.AutoInpainter(batch_size=16, **options).inpaint_slice(net, image, ooi)
+    assert len(local.circles) > 16  # several batches
+    np.testing.assert_allclose(local.scores, naive.scores, rtol=1e-5)
+    assert np.array_equal(local.top, naive.top) and local.chosen == naive.chosen
+    np.testing.assert_allclose(local.candidate_residuals, naive.candidate_residuals, rtol=1e-5)
+    torch.testing.assert_close(local.inpainted, naive.inpainted, atol=1e-5, rtol=0)
+    assert torch.equal(local.mask, naive.mask)
 
 
 def test_crop_scoring_finds_the_same_circles_with_an_oracle(scene):

@@ -185,3 +185,33 @@ def test_ixi_overlay_weights_the_lesion_voxels_in_the_loss_and_the_paper_default
     net = ixi.get_parsed_content("network_def").train()
     loss = ixi.get_parsed_content("loss")(net(crop["image"][None].as_tensor()), crop["label"][None].as_tensor())
     assert torch.isfinite(loss)
+
+
+def test_ixi_stage_one_holes_are_a_bank_lesion_plus_tumour_sized_holes_inside_the_brain(tmp_path):
+    """ixi.json's stage-1 holes: the bank lesion and the large irregular holes, both cut to the brain, set to -1 in
+    the input while the target keeps the truth; the large holes' coverage bounds hold (a fraction of the grid,
+    before the brain cut). Parsed without the IXI data, on a small grid."""
+    from monai.transforms import Compose
+
+    shape = (64, 72, 64)
+    lesion = np.zeros(shape, np.uint8)
+    lesion[30:34, 30:34, 30:34] = 1  # 64 voxels, inside the brain below
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / n) for n in ("train.json", "ixi.json")])
+    parser.update({"bundle_root": str(BUNDLE), "lesion_bank": [_save(lesion, tmp_path / "lesion.nii.gz")]})
+    low, high = parser.get_parsed_content("large_hole_coverage")
+    holes = Compose(parser.get_parsed_content("ixi_holes")[:-1])  # without the random flip
+    truth = torch.rand(1, *shape) + 0.5
+    brain = torch.zeros(1, *shape)
+    brain[:, 8:56, 8:64, 8:56] = 1
+    holes.set_random_state(0)
+    for _ in range(4):
+        out = holes({"image": truth.clone(), "brain": brain})
+        hole = (out["mask"][0] > 0).numpy()
+        assert np.array_equal(hole, (out["image"][0] == -1).numpy())
+        assert np.array_equal(out["image"][0][~hole], truth[0][~hole])
+        assert torch.equal(torch.as_tensor(out["label"]), truth)  # the target is the truth
+        assert not (hole & (brain[0].numpy() == 0)).any()  # inside the brain only
+        assert hole[30:34, 30:34, 30:34].all()  # the bank lesion
+        large = int(hole.sum()) - 64
+        assert 0 < large <= high * np.prod(shape) + 64, large

@@ -809,10 +809,11 @@ def sliding_circle_masks(
             f"no grid point (step {step}) lies inside the organ-of-interest mask: it is empty or too small"
         )
     coords = np.ogrid[tuple(slice(0, s) for s in region.shape)]
-    dist2 = sum(
-        (c[None] - centres[(slice(None), i) + (None,) * region.ndim]) ** 2 for i, c in enumerate(coords)
-    )
-    return dist2 <= radius**2, centres
+    squares = [(c[None] - centres[(slice(None), i) + (None,) * region.ndim]) ** 2 for i, c in enumerate(coords)]
+    # integer squared distances: d <= r^2 iff d <= floor(r^2) iff last axis <= floor(r^2) - the others, so the
+    # comparison broadcasts straight into the boolean stack (no (N, *spatial) integer array)
+    budget = int(math.floor(radius**2)) - sum(squares[:-1])
+    return squares[-1] <= budget, centres
 
 
 class SlidingCircleMasksd(MaskTransformd):

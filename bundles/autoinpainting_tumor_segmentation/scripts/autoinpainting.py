@@ -8,12 +8,13 @@ Per 2D slice (:meth:`AutoInpainter.inpaint_slice`):
    voids only OOI pixels, so the edge of the body, skull or chest wall is never "inpainted" and scored as a
    tumour; the dilations of step 3 are clipped alike); each is inpainted, **in batches** of ``batch_size``
    circles per forward pass (``batch_size=1`` is the naive one-circle-per-pass loop, same outputs), by
-   default computing only the network outputs that reach the hole (:func:`local_composites`, same outputs,
-   about 30x the naive loop on one CPU thread, ``benchmarks/run_all.py``);
+   default computing only the network outputs that reach the hole (:func:`local_composites`, same outputs;
+   with the settled candidates of step 3, about 10x the naive loop on 2 CPU threads, ``benchmarks/run_all.py``);
 2. score of a circle = sum of |input - inpainted| inside it (all channels); the ``top_k`` (3) best circles
    are united;
 3. the union is dilated by squares of width 7, 9, 11, 13, 15 (``dilation_widths``); the union and its
-   dilations are inpainted together (six inpaintings);
+   dilations are inpainted in order, half per pass, until the rule of step 4 has stopped (the
+   later ones cannot change its choice);
 4. choice rule (ours; the paper says "keep the larger mask while the residual grows"): with ``R_k`` the
    residual sum of candidate ``k`` (union first, then increasing widths), start at the union and move from
    the kept candidate to the next one while ``R_next > (1 + growth_tolerance) * R_kept``; stop at the first
@@ -70,6 +71,8 @@ __all__ = [
     "residual_volume",
     "is_in_mm",
     "local_composites",
+    "local_predictions",
+    "local_scores",
     "search_in_pixels",
     "searcher_at",
     "segment_residual",
@@ -152,7 +155,8 @@ class SliceResult:
     ``inpainted`` (C, H, W) composite; ``residual`` (1, H, W) channel-mean |input - inpainted|; ``mask``
     (1, H, W) the chosen hole (empty when unchanged); ``circles`` (N, H, W) bool candidate circles,
     ``centres`` (N, 2), ``scores`` (N,); ``top`` indices of the kept circles; ``candidate_residuals`` R_k of
-    the union and its dilations; ``chosen`` index into them (-1 when no circle fits in the OOI);
+    the union and its dilations, up to the pass that settled the choice
+    (:meth:`AutoInpainter.settled_candidates`); ``chosen`` index into them (-1 when no circle fits in the OOI);
     ``unchanged`` whether the slice was returned unchanged.
     """
 
@@ -201,8 +205,8 @@ class AutoInpainter:
             shortlist). None (default): the crop scores rank all circles.
         local: with a gated :class:`~common.networks.GatedUNet` in eval mode, inpaint by
             :func:`local_composites`, which computes only the network outputs that reach each hole: the
-            whole-slice answer (up to float rounding), about 30x faster on one CPU thread; False runs the whole slice
-            through the network for every hole (the naive search).
+            whole-slice answer (up to float rounding), about 10x faster (``benchmarks/run_all.py``); False runs the
+            whole slice through the network for every hole (the naive search).
     """
 
     def __init__(
@@ -243,18 +247,27 @@ class AutoInpainter:
         self.rescore_top = None if rescore_top is None else int(rescore_top)
         self.local = bool(local)
 
+    def _runs_locally(self, network, image: torch.Tensor) -> bool:
+        """Whether ``image`` (one (C, H, W) slice) is inpainted by the local pass (``local`` and a gated U-Net)."""
+        return self.local and image.dim() == 3 and supports_local_pass(network)
+
     @torch.no_grad()
-    def inpaint(self, network, image: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+    def _local_batches(self, function, network, image: torch.Tensor, holes: torch.Tensor, baseline=None) -> list:
+        """``function`` (:func:`local_composites` or :func:`local_scores`) on ``batch_size`` holes at a time,
+        the slice's hole-free encoder features (``baseline``, :func:`encoder_baseline`) computed once for all."""
+        baseline = encoder_baseline(network, image) if baseline is None else baseline
+        step = self.batch_size
+        return [function(network, image, holes[i : i + step], baseline) for i in range(0, holes.shape[0], step)]
+
+    @torch.no_grad()
+    def inpaint(self, network, image: torch.Tensor, holes: torch.Tensor, baseline=None) -> torch.Tensor:
         """Composites of ``image`` ((C, H, W), or one image per hole (N, C, H, W)) inpainted in each of
         ``holes`` (N, 1, H, W), ``batch_size`` holes per forward pass of ``network`` (input: masked image and
-        mask concatenated); with ``local`` and a gated U-Net, by :func:`local_composites` (same numbers)."""
+        mask concatenated); with ``local`` and a gated U-Net, by :func:`local_composites` (same numbers; the
+        slice's :func:`encoder_baseline` may be passed in)."""
+        if self._runs_locally(network, image):
+            return torch.cat(self._local_batches(local_composites, network, image, holes, baseline))
         outputs = []
-        if self.local and image.dim() == 3 and supports_local_pass(network):
-            baseline = encoder_baseline(network, image)
-            for start in range(0, holes.shape[0], self.batch_size):
-                holes_batch = holes[start : start + self.batch_size]
-                outputs.append(local_composites(network, image, holes_batch, baseline))
-            return torch.cat(outputs)
         for start in range(0, holes.shape[0], self.batch_size):
             mask = holes[start : start + self.batch_size].to(image.dtype)
             known = image[None] if image.dim() == 3 else image[start : start + self.batch_size]
@@ -264,11 +277,13 @@ class AutoInpainter:
         return torch.cat(outputs)
 
     def circle_scores(
-        self, network, image: torch.Tensor, holes: torch.Tensor, centres: np.ndarray
+        self, network, image: torch.Tensor, holes: torch.Tensor, centres: np.ndarray, baseline=None
     ) -> np.ndarray:
         """Score of each circle: sum of |input - inpainted| (all channels). With ``crop_size``, each circle is
         inpainted in a ``crop_size`` square around its centre (shifted to stay inside the image) instead of the
         whole slice: faster, but the network sees less context than in training."""
+        if self.crop_size is None and self._runs_locally(network, image):
+            return np.concatenate(self._local_batches(local_scores, network, image, holes, baseline))
         if self.crop_size is None:
             return (self.inpaint(network, image, holes) - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
         spatial = np.array(image.shape[1:])
@@ -281,14 +296,21 @@ class AutoInpainter:
 
     def dilate(self, mask: torch.Tensor) -> torch.Tensor:
         """(1, 1, H, W) mask -> (1 + len(widths), 1, H, W): the mask and its square dilations (a square's max
-        taken as a row max then a column max: the same values, far fewer comparisons)."""
-        return torch.cat(
-            [mask]
-            + [
-                F.max_pool2d(F.max_pool2d(mask, (w, 1), 1, (w // 2, 0)), (1, w), 1, (0, w // 2))
-                for w in self.dilation_widths
-            ]
-        )
+        taken as a row max then a column max: the same values, far fewer comparisons), computed on the
+        mask's bounding box grown by the widest square's reach (nothing outside it can change)."""
+        out = mask.expand(1 + len(self.dilation_widths), -1, -1, -1).clone()
+        hit = [(mask[0, 0] != 0).any(dim=1 - axis).nonzero() for axis in range(2)]
+        if len(hit[0]) == 0:
+            return out
+        reach = max(self.dilation_widths) // 2
+        y0, x0 = (max(0, int(h[0]) - reach) for h in hit)
+        y1, x1 = (min(size, int(h[-1]) + 1 + reach) for h, size in zip(hit, mask.shape[2:]))
+        window = mask[:, :, y0:y1, x0:x1]
+        for i, w in enumerate(self.dilation_widths, start=1):
+            out[i : i + 1, :, y0:y1, x0:x1] = F.max_pool2d(
+                F.max_pool2d(window, (w, 1), 1, (w // 2, 0)), (1, w), 1, (0, w // 2)
+            )
+        return out
 
     def choose(self, residual_sums: Sequence[float]) -> int:
         """Index of the kept candidate (see the module docstring's rule)."""
@@ -299,6 +321,19 @@ class AutoInpainter:
             else:
                 break
         return kept
+
+    def settled_candidates(self, network, image: torch.Tensor, candidates: torch.Tensor, baseline=None):
+        """Inpainted candidates and their residual sums R_k, in order, half of them per pass and only until the
+        choice rule has stopped (a candidate after the kept one did not grow): later R_k cannot change
+        :meth:`choose`, so they are not inpainted (the union chosen: three inpaintings, not six)."""
+        images, sums, chunk = [], [], max(1, math.ceil(len(candidates) / 2))
+        while len(sums) < len(candidates):
+            batch = self.inpaint(network, image, candidates[len(sums) : len(sums) + chunk], baseline)
+            images.append(batch)
+            sums.extend((batch - image[None]).abs().sum(dim=(1, 2, 3)).cpu().tolist())
+            if self.choose(sums) + 1 < len(sums):
+                break
+        return torch.cat(images), np.array(sums)
 
     def is_too_small(self, residual: torch.Tensor) -> bool:
         """Whether the largest 8-connected component of ``residual > component_threshold`` is smaller than a
@@ -327,13 +362,18 @@ class AutoInpainter:
         circles, centres = sliding_circle_masks(region, self.radius, self.step)
         circles &= region[None]  # holes stay in the organ: skull, chest wall and background are never voided
         holes = torch.as_tensor(circles[:, None], device=image.device)
-        scores = self.circle_scores(network, image, holes, centres)
+        baseline = encoder_baseline(network, image) if self._runs_locally(network, image) else None
+        scores = self.circle_scores(network, image, holes, centres, baseline)
         if self.crop_size is not None and self.rescore_top is not None:
             # shortlist by the crop scores, then rank the shortlist by whole-slice scores (as the naive search)
             shortlist = np.sort(np.argsort(-scores, kind="stable")[: self.rescore_top])
             scores = scores.copy()
             scores[shortlist] = (
-                (self.inpaint(network, image, holes[shortlist]) - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
+                (self.inpaint(network, image, holes[shortlist], baseline) - image[None])
+                .abs()
+                .sum(dim=(1, 2, 3))
+                .cpu()
+                .numpy()
             )
             top = shortlist[np.argsort(-scores[shortlist], kind="stable")[: self.top_k]]
         else:
@@ -341,8 +381,7 @@ class AutoInpainter:
         union = holes[top].amax(0, keepdim=True).to(image.dtype)
         inside = torch.as_tensor(region, device=image.device, dtype=image.dtype)
         candidates = self.dilate(union) * inside
-        candidate_images = self.inpaint(network, image, candidates)
-        sums = (candidate_images - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
+        candidate_images, sums = self.settled_candidates(network, image, candidates, baseline)
         chosen = self.choose(sums)
         residual = (candidate_images[chosen] - image).abs().mean(0, keepdim=True)
         if self.is_too_small(residual):
@@ -390,21 +429,74 @@ def _fit(start: np.ndarray, end: np.ndarray, size: int) -> tuple[np.ndarray, int
     return np.minimum(start, size - length), length
 
 
-def _crops(maps: torch.Tensor, ys, xs, size: tuple[int, int]) -> torch.Tensor:
-    """``(N, C, *size)``: item ``n``'s window at ``(ys[n], xs[n])`` of ``maps`` (N or 1 items)."""
-    items = range(len(ys)) if maps.shape[0] > 1 else [0] * len(ys)
-    return torch.stack([maps[i, :, y : y + size[0], x : x + size[1]] for i, y, x in zip(items, ys, xs)])
+def _windows(maps: torch.Tensor, ys, xs, size: tuple[int, int], values=None, vys=None, vxs=None) -> torch.Tensor:
+    """``(N, C, *size)`` channels-last: item ``n``'s window at ``(ys[n], xs[n])`` of ``maps`` (N items, or 1
+    shared), with ``values[n]`` (recomputed features whose windows start at ``(vys[n], vxs[n])``) in place of
+    the map where they overlap. One row gather from the maps as (pixels, channels) tables: no per-hole loop,
+    never a whole map per hole."""
+    n, (h, w), (items, c, height, width) = len(ys), size, maps.shape
+    rows, cols = np.asarray(ys)[:, None] + np.arange(h), np.asarray(xs)[:, None] + np.arange(w)
+    first = np.zeros(n, np.int64) if items == 1 else np.arange(n) * (height * width)
+    flat = first[:, None, None] + rows[:, :, None] * width + cols[:, None, :]
+    tables = [maps.permute(0, 2, 3, 1).reshape(items * height * width, c)]
+    if values is not None:
+        vh, vw = values.shape[2:]
+        r, q = rows - np.asarray(vys)[:, None], cols - np.asarray(vxs)[:, None]
+        inside = ((r >= 0) & (r < vh))[:, :, None] & ((q >= 0) & (q < vw))[:, None, :]
+        pasted = items * height * width + np.arange(n)[:, None, None] * (vh * vw) + r[:, :, None] * vw + q[:, None, :]
+        flat = np.where(inside, pasted, flat)
+        tables.append(values.permute(0, 2, 3, 1).reshape(n * vh * vw, c))
+    table = tables[0] if len(tables) == 1 else torch.cat(tables)
+    gathered = table.index_select(0, torch.as_tensor(flat.reshape(-1), device=maps.device))
+    return gathered.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
-def _gated(block, x: torch.Tensor) -> torch.Tensor:
-    """A :class:`~common.networks.GatedConv2d` block on an input already zero-padded (its feature and gating
-    convolutions as one, twice as wide)."""
-    feature, gating = block.feature, block.gating
+def _folded(block) -> tuple[torch.Tensor, torch.Tensor]:
+    """A :class:`~common.networks.GatedConv2d` block's feature and gating convolutions as one (twice as wide,
+    channels-last weights), its eval BatchNorm (a per-channel affine map) folded into the feature half."""
+    feature, gating, norm = block.feature, block.gating, block.norm
+    weight = feature.weight
     bias = torch.zeros_like(gating.bias) if feature.bias is None else feature.bias
-    weight, bias = torch.cat([feature.weight, gating.weight]), torch.cat([bias, gating.bias])
-    both = F.conv2d(x, weight, bias, feature.stride)
-    out, gate = both.split(feature.out_channels, 1)
-    return block.act(block.norm(out)) * torch.sigmoid(gate)
+    if isinstance(norm, torch.nn.BatchNorm2d):
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        scale = scale if norm.weight is None else scale * norm.weight
+        shift = -norm.running_mean * scale + (0 if norm.bias is None else norm.bias)
+        weight, bias = weight * scale[:, None, None, None], bias * scale + shift
+    weight = torch.cat([weight, gating.weight]).contiguous(memory_format=torch.channels_last)
+    return weight, torch.cat([bias, gating.bias])
+
+
+def _gated(block, x: torch.Tensor, folded) -> torch.Tensor:
+    """A gated block on an input already zero-padded, with its :func:`_folded` convolution. The feature half is
+    copied out compact and activated in place, the sigmoid runs in place on the whole conv output (contiguous,
+    several times faster than on a channel half): no other whole-size buffer (fresh pages are slow to fault in)."""
+    both = F.conv2d(x.contiguous(memory_format=torch.channels_last), *folded, block.feature.stride)
+    half = block.feature.out_channels
+    out = both[:, :half].contiguous(memory_format=torch.channels_last)
+    if isinstance(block.act, torch.nn.LeakyReLU):
+        out = F.leaky_relu_(out, block.act.negative_slope)
+    elif isinstance(block.act, torch.nn.ReLU):
+        out = out.relu_()
+    else:
+        out = block.act(out)
+    return out.mul_(both.sigmoid_()[:, half:])
+
+
+def _joined(*maps: torch.Tensor) -> torch.Tensor:
+    """``maps`` (N, C_i, h, w) concatenated along channels into one channels-last tensor (``torch.cat`` returns
+    NCHW when a part has one channel, and the convolution would copy it again)."""
+    first = maps[0]
+    out = torch.empty(
+        (first.shape[0], sum(m.shape[1] for m in maps), *first.shape[2:]),
+        dtype=first.dtype,
+        device=first.device,
+        memory_format=torch.channels_last,
+    )
+    start = 0
+    for m in maps:
+        out[:, start : start + m.shape[1]] = m
+        start += m.shape[1]
+    return out
 
 
 def _nearest_source(size_in: int, size_out: int) -> np.ndarray:
@@ -416,16 +508,21 @@ def _nearest_source(size_in: int, size_out: int) -> np.ndarray:
 
 def _upsampled(d, d_starts, sources, starts, lengths, sizes, pad) -> torch.Tensor:
     """Windows ``[start - pad, start + length + pad)`` of the nearest upsampling to ``sizes`` of features
-    ``d`` held on windows at ``d_starts``; zero outside the map (the convolution's padding)."""
-    d = F.pad(d, (0, 1, 0, 1))  # a zero row and column, read where the window leaves the map
+    ``d`` held on windows at ``d_starts``; zero outside the map (the convolution's padding). One row gather
+    from ``d`` as a (pixels, channels) table (far faster than advanced indexing); channels-last result."""
+    n, c, h, w = d.shape
+    table = torch.cat([d.permute(0, 2, 3, 1).reshape(n * h * w, c), d.new_zeros(1, c)])  # last row: zero
     index = []
     for axis in range(2):
         q = (np.asarray(starts[axis]) - pad)[:, None] + np.arange(lengths[axis] + 2 * pad)
         inside = (q >= 0) & (q < sizes[axis])
         source = sources[axis][np.clip(q, 0, sizes[axis] - 1)] - np.asarray(d_starts[axis])[:, None]
-        index.append(torch.as_tensor(np.where(inside, source, d.shape[2 + axis] - 1), device=d.device))
-    items = torch.arange(d.shape[0], device=d.device)[:, None, None]
-    return d[items, :, index[0][:, :, None], index[1][:, None, :]].permute(0, 3, 1, 2)
+        index.append(np.where(inside, source, -1))
+    rows, cols = index
+    flat = np.arange(n)[:, None, None] * (h * w) + rows[:, :, None] * w + cols[:, None, :]
+    flat = np.where((rows >= 0)[:, :, None] & (cols >= 0)[:, None, :], flat, n * h * w)
+    gathered = table.index_select(0, torch.as_tensor(flat.reshape(-1), device=d.device))
+    return gathered.view(n, rows.shape[1], cols.shape[1], c).permute(0, 3, 1, 2)
 
 
 @torch.no_grad()
@@ -440,17 +537,18 @@ def encoder_baseline(network, image: torch.Tensor) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def local_composites(network, image: torch.Tensor, holes: torch.Tensor, baseline=None) -> torch.Tensor:
-    """Composites of ``image`` (C, H, W) inpainted by a gated U-Net (:func:`supports_local_pass`) in each of
-    ``holes`` (N, 1, H, W, binary), in one pass that computes only what reaches the holes: the whole-slice
-    pass's numbers up to float rounding, several times faster.
+def local_predictions(network, image: torch.Tensor, holes: torch.Tensor, baseline=None):
+    """The network's output over each hole's bounding box, computing only what reaches it (see
+    :func:`local_composites`): ``(pred, inside, known, ys, xs)``, the output, the hole and the image on
+    ``(N, C, ly, lx)`` windows whose corners are ``(ys[n], xs[n])``.
 
     Why it is exact: a composite differs from the image only inside its hole, so only the output over the
     hole's bounding box matters. An encoder feature differs from the unmasked slice's (``baseline``,
     :func:`encoder_baseline`, computed once) only where its convolution window reaches the hole, so each level
-    recomputes that window alone on a copy of the baseline; the decoder and the output convolution run only on
-    the windows the hole's box depends on (nearest upsampling indices read off torch). Deep levels, a few
-    pixels wide, are covered whole; zero padding at the map edges is reproduced, so border circles are exact.
+    recomputes that window alone and reads the baseline elsewhere; the decoder and the output convolution run
+    only on the windows the hole's box depends on (nearest upsampling indices read off torch). Deep levels, a
+    few pixels wide, are covered whole; zero padding at the map edges is reproduced, so border circles are
+    exact. Eval BatchNorm is folded into the convolutions and maps are channels-last (float rounding only).
     No fill value: the network zeroes its input's holes itself, so with binary holes it changes nothing.
     """
     n = holes.shape[0]
@@ -458,19 +556,23 @@ def local_composites(network, image: torch.Tensor, holes: torch.Tensor, baseline
     sizes = [tuple(image.shape[1:])] + [tuple(f.shape[2:]) for f in baseline]
     depth, pad_out = len(network.encoder), network.output.padding[0]
     pad = max([pad_out] + [b.feature.padding[0] for b in (*network.encoder, *network.decoder)])
-    mask = holes.to(image.dtype)
-    padded_mask, padded_image = F.pad(mask, (pad,) * 4), F.pad(image[None], (pad,) * 4)
+    padded_holes = holes.new_zeros((n, 1, sizes[0][0] + 2 * pad, sizes[0][1] + 2 * pad))
+    padded_holes[:, :, pad : pad + sizes[0][0], pad : pad + sizes[0][1]] = holes
+    padded_image = F.pad(image[None], (pad,) * 4)
+    padded_base = [F.pad(f, (pad,) * 4).contiguous(memory_format=torch.channels_last) for f in baseline]
 
     def level0(ys, xs, size):  # windows (padded coordinates) of the network's first-level input
-        m = _crops(padded_mask, ys, xs, size)
-        return torch.cat([_crops(padded_image, ys, xs, size) * (1 - m), m], 1)
+        m = _windows(padded_holes, ys, xs, size).to(image.dtype)
+        return _joined(_windows(padded_image, ys, xs, size) * (1 - m), m)
 
     box = []  # per axis: the hole's bounding interval (an empty hole: the first pixel, its output unused)
+    flat = holes[:, 0].view(torch.uint8) if holes.dtype == torch.bool else holes[:, 0]  # uint8 max: fast
     for axis in range(2):
-        hit = (mask[:, 0].amax(dim=2 - axis) > 0).cpu().numpy()
+        hit = (flat.amax(dim=2 - axis) > 0).cpu().numpy()
         first = np.where(hit.any(1), hit.argmax(1), 0)
         box.append((first, np.where(hit.any(1), hit.shape[1] - hit[:, ::-1].argmax(1), 1)))
-    # encoder: level l recomputed on the window its convolutions carry the hole's influence to (maps padded)
+    # encoder: level l recomputed on the window its convolutions carry the hole's influence to, kept as
+    # (values, corner in padded coordinates); the baseline holds everything else
     features, affected = [None], box
     for level, block in enumerate(network.encoder, start=1):
         k, s, p = block.feature.kernel_size[0], block.feature.stride[0], block.feature.padding[0]
@@ -480,12 +582,11 @@ def local_composites(network, image: torch.Tensor, holes: torch.Tensor, baseline
         ]
         (ys, ly), (xs, lx) = fitted
         corner, size = (s * ys + pad - p, s * xs + pad - p), (s * (ly - 1) + k, s * (lx - 1) + k)
-        inputs = level0(*corner, size) if level == 1 else _crops(features[-1], *corner, size)
-        values = _gated(block, inputs)
-        out = F.pad(baseline[level - 1], (pad,) * 4).expand(n, -1, -1, -1).clone()
-        for i, (y, x) in enumerate(zip(ys + pad, xs + pad)):
-            out[i, :, y : y + ly, x : x + lx] = values[i]
-        features.append(out)
+        if level == 1:
+            inputs = level0(*corner, size)
+        else:
+            inputs = _windows(padded_base[level - 2], *corner, size, *features[-1])
+        features.append((_gated(block, inputs, _folded(block)), ys + pad, xs + pad))
         affected = [(ys, ys + ly), (xs, xs + lx)]
     # the decoder windows the output over the hole's box needs, from full resolution down
     need = [(np.maximum(0, lo - pad_out), np.minimum(end, hi + pad_out)) for (lo, hi), end in zip(box, sizes[0])]
@@ -501,27 +602,49 @@ def local_composites(network, image: torch.Tensor, holes: torch.Tensor, baseline
             need.append((sources[-1][a][lo], sources[-1][a][hi - 1] + 1))
     windows.append(([np.zeros(n, int)] * 2, list(sizes[depth])))
     # decoder, deepest first, each level on its window only
-    h = features[depth][:, :, pad : pad + sizes[depth][0], pad : pad + sizes[depth][1]]
+    h = _windows(padded_base[depth - 1], np.full(n, pad), np.full(n, pad), sizes[depth], *features[depth])
     for level in range(depth - 1, -1, -1):
         block = network.decoder[depth - 1 - level]
         p = block.feature.padding[0]
         (ys, xs), (ly, lx) = windows[level]
         up = _upsampled(h, windows[level + 1][0], sources[level], (ys, xs), (ly, lx), sizes[level], p)
         corner, size = (ys + pad - p, xs + pad - p), (ly + 2 * p, lx + 2 * p)
-        skip = level0(*corner, size) if level == 0 else _crops(features[level], *corner, size)
-        h = _gated(block, torch.cat([up, skip], 1))
-    # output convolution over the hole's box, pasted into the image
+        if level == 0:
+            skip = level0(*corner, size)
+        else:
+            skip = _windows(padded_base[level - 1], *corner, size, *features[level])
+        h = _gated(block, _joined(up, skip), _folded(block))
+    # output convolution over the hole's box
     (ys, ly), (xs, lx) = (_fit(b0, b1, size) for (b0, b1), size in zip(box, sizes[0]))
     identity = [np.arange(size) for size in sizes[0]]
     up = _upsampled(h, windows[0][0], identity, (ys, xs), (ly, lx), sizes[0], pad_out)
     rest = level0(ys + pad - pad_out, xs + pad - pad_out, (ly + 2 * pad_out, lx + 2 * pad_out))
-    pred = torch.sigmoid(F.conv2d(torch.cat([up, rest], 1), network.output.weight, network.output.bias))
-    composite = image[None].repeat(n, 1, 1, 1)
-    for i, (y, x) in enumerate(zip(ys, xs)):
-        inside = mask[i, :, y : y + ly, x : x + lx]
-        known = composite[i, :, y : y + ly, x : x + lx]
-        composite[i, :, y : y + ly, x : x + lx] = pred[i] * inside + known * (1 - inside)
+    weight = network.output.weight.contiguous(memory_format=torch.channels_last)
+    pred = torch.sigmoid(F.conv2d(_joined(up, rest), weight, network.output.bias))
+    inside = _windows(padded_holes, ys + pad, xs + pad, (ly, lx)).to(image.dtype)
+    return pred, inside, _windows(padded_image, ys + pad, xs + pad, (ly, lx)), ys, xs
+
+
+@torch.no_grad()
+def local_composites(network, image: torch.Tensor, holes: torch.Tensor, baseline=None) -> torch.Tensor:
+    """Composites of ``image`` (C, H, W) inpainted by a gated U-Net (:func:`supports_local_pass`) in each of
+    ``holes`` (N, 1, H, W, binary), in one pass that computes only what reaches the holes
+    (:func:`local_predictions`): the whole-slice pass's numbers up to float rounding, several times faster."""
+    pred, inside, known, ys, xs = local_predictions(network, image, holes, baseline)
+    patches = pred * inside + known * (1 - inside)
+    ly, lx = patches.shape[2:]
+    composite = image[None].repeat(holes.shape[0], 1, 1, 1)
+    for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist())):
+        composite[i, :, y : y + ly, x : x + lx] = patches[i]
     return composite
+
+
+@torch.no_grad()
+def local_scores(network, image: torch.Tensor, holes: torch.Tensor, baseline=None) -> np.ndarray:
+    """``|composite - image|`` summed over each composite of :func:`local_composites`, read off the hole's box
+    alone (the composite equals the image elsewhere), without building whole-slice composites."""
+    pred, inside, known, _, _ = local_predictions(network, image, holes, baseline)
+    return ((pred - known) * inside).abs().sum(dim=(1, 2, 3)).cpu().numpy()
 
 
 def residual_volume(images: torch.Tensor, inpainted: torch.Tensor) -> torch.Tensor:
