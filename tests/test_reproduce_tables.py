@@ -204,3 +204,32 @@ def test_blind_lesion_tables_quote_the_paper_and_test_tissue_dice_by_wilcoxon(tm
     assert abs(float(rows["WM"]["wilcoxon_p"]) - 2 / 2**7) < 1e-12
     assert "- GM: blind inpainting significantly improves tissue Dice (paper 0.9845 vs 0.9729): **reproduced" in tissue
     assert "- WM: blind inpainting significantly improves tissue Dice (paper 0.9823 vs 0.9707): **not reproduced" in tissue
+
+
+def test_blind_lesion_reuse_scored_reads_earlier_seeds_without_training(tmp_path, monkeypatch):
+    """``--reuse_scored``: a seed scored by an earlier invocation (its evaluation.json in the output folder) is
+    read, neither trained nor scored again, and counted in the tables and their seeds line."""
+    import common.reproduction
+
+    rt = bundle_module("blind_lesion_inpainting_3d", "reproduce_tables")
+    subjects = [
+        {"psnr_input": 40.0, "nonblind_psnr": 35.0 + i, "blind_psnr_ms": 30.0, "blind_psnr_normal": 31.0,
+         "tissue_dice_lesioned": 0.90, "tissue_dice_inpainted": 0.91,
+         "tissue_dice_gm_lesioned": 0.92, "tissue_dice_gm_inpainted": 0.93,
+         "tissue_dice_wm_lesioned": 0.88, "tissue_dice_wm_inpainted": 0.87}
+        for i in range(2)
+    ]
+    for seed in (0, 1):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "evaluation.json").write_text(json.dumps({"summary": {}, "subjects": subjects}))
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a reused seed was trained or scored again")
+
+    monkeypatch.setattr(common.reproduction, "run_monai_bundle", no_run)
+    rt.main(["--seeds", "0", "1", "--reuse_scored", "--output_dir", str(tmp_path), "--runs_dir", str(tmp_path)])
+    reconstruction = (tmp_path / "reconstruction.md").read_text(encoding="utf-8")
+    assert "2 seed(s) x 2 subject(s)" in reconstruction
+    assert "seeds 0 1 read from an earlier invocation" in reconstruction
+    with pytest.raises(AssertionError, match="trained or scored again"):  # without the option: trained anew
+        rt.main(["--seeds", "0", "--output_dir", str(tmp_path), "--runs_dir", str(tmp_path / "runs")])

@@ -210,6 +210,12 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--splits", nargs="+", default=["test"], help="datalist splits scored (held-out: test)"
     )
+    parser.add_argument(
+        "--reuse_scored",
+        action="store_true",
+        help="read the evaluation.json of seeds already scored in the output folder (e.g. committed by an earlier "
+        "invocation) instead of training and scoring them again; the wall time then counts the new seeds only",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))  # common/, when run as a file from a clone
     from common.reproduction import configs_arg, git_commit, run_monai_bundle, utc_date
@@ -231,8 +237,13 @@ def main(argv=None) -> None:
             "500",
         ]
     )
-    start, results = time.perf_counter(), []
+    start, results, reused = time.perf_counter(), [], []
     for seed in args.seeds if not args.quick else [0]:
+        scored = out / f"seed{seed}" / "evaluation.json"
+        if args.reuse_scored and not args.quick and scored.is_file():
+            results.append(json.loads(scored.read_text(encoding="utf-8")))
+            reused.append(seed)
+            continue
         run = Path(args.runs_dir) / f"seed{seed}"
         common = [
             "--bundle_root",
@@ -306,7 +317,8 @@ def main(argv=None) -> None:
         "scale": scale,
         "training": training,
         "seeds": "0" if args.quick else " ".join(map(str, args.seeds)),
-        "wall time": f"{time.perf_counter() - start:.0f} s",
+        "wall time": f"{time.perf_counter() - start:.0f} s"
+        + (f" (seeds {' '.join(map(str, reused))} read from an earlier invocation's evaluation.json)" if reused else ""),
         "command": "python bundles/blind_lesion_inpainting_3d/scripts/reproduce_tables.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "figure": "seed0/orthogonal_slices.png",
