@@ -276,16 +276,21 @@ class AutoInpainter:
             outputs.append(pred * mask + known * (1 - mask))
         return torch.cat(outputs)
 
+    def slice_scores(self, network, image: torch.Tensor, holes: torch.Tensor, baseline=None) -> np.ndarray:
+        """Sum of |input - inpainted| (all channels) of ``image`` inpainted on the whole slice in each of
+        ``holes``; with the local pass read off each hole's box (:func:`local_scores`)."""
+        if self._runs_locally(network, image):
+            return np.concatenate(self._local_batches(local_scores, network, image, holes, baseline))
+        return (self.inpaint(network, image, holes) - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
+
     def circle_scores(
         self, network, image: torch.Tensor, holes: torch.Tensor, centres: np.ndarray, baseline=None
     ) -> np.ndarray:
-        """Score of each circle: sum of |input - inpainted| (all channels). With ``crop_size``, each circle is
-        inpainted in a ``crop_size`` square around its centre (shifted to stay inside the image) instead of the
-        whole slice: faster, but the network sees less context than in training."""
-        if self.crop_size is None and self._runs_locally(network, image):
-            return np.concatenate(self._local_batches(local_scores, network, image, holes, baseline))
+        """Score of each circle: :meth:`slice_scores`. With ``crop_size``, each circle is inpainted in a
+        ``crop_size`` square around its centre (shifted to stay inside the image) instead of the whole slice:
+        faster, but the network sees less context than in training."""
         if self.crop_size is None:
-            return (self.inpaint(network, image, holes) - image[None]).abs().sum(dim=(1, 2, 3)).cpu().numpy()
+            return self.slice_scores(network, image, holes, baseline)
         spatial = np.array(image.shape[1:])
         size = np.minimum(self.crop_size, spatial)
         starts = np.clip(centres - size // 2, 0, spatial - size)
@@ -368,13 +373,7 @@ class AutoInpainter:
             # shortlist by the crop scores, then rank the shortlist by whole-slice scores (as the naive search)
             shortlist = np.sort(np.argsort(-scores, kind="stable")[: self.rescore_top])
             scores = scores.copy()
-            scores[shortlist] = (
-                (self.inpaint(network, image, holes[shortlist], baseline) - image[None])
-                .abs()
-                .sum(dim=(1, 2, 3))
-                .cpu()
-                .numpy()
-            )
+            scores[shortlist] = self.slice_scores(network, image, holes[shortlist], baseline)
             top = shortlist[np.argsort(-scores[shortlist], kind="stable")[: self.top_k]]
         else:
             top = np.argsort(-scores, kind="stable")[: self.top_k]
