@@ -237,39 +237,56 @@ def test_lpips_without_local_weights_is_n_a_with_a_message_naming_the_file(tmp_p
     assert "LPIPS not computed" in caplog.text and missing in caplog.text and "download" in caplog.text
 
 
-def test_reproduce_tables_trains_each_variant_once_and_writes_the_papers_layout(tmp_path, monkeypatch):
+def test_reproduce_tables_trains_each_variant_once_per_seed_and_judges_the_papers_claims(tmp_path, monkeypatch):
     reproduce_tables = importlib.import_module(f"{scripts.__name__}.reproduce_tables")
-
+    # made-up PSNR per variant: PS > square > irregular (Table 2's order), Random > IBR > OPS (Table 1 reversed)
+    psnr = {
+        ("square", "random"): 21.0, ("square", "ibr"): 20.0, ("square", "ops"): 19.0,
+        ("irregular", "ops"): 18.0, ("segment", "ops"): 22.0, ("segment", "ibr"): 21.0,
+    }
     trained = []
 
-    def fake_train(config, out, paper_scale, max_images, iterations=None):
-        trained.append((reproduce_tables.variant_name(config), iterations))
+    def fake_train(config, seed, out, settings, baseline):
+        trained.append((reproduce_tables.variant_name(config), seed, baseline, settings["train"]["iterations"]))
         out.mkdir(parents=True)
         image, hole = np.zeros((8, 8)), np.zeros((8, 8), bool)
-        names = ("image", "out_CTSDG", "out_biharmonic")
+        names = ("image", "out_CTSDG") + (("out_biharmonic",) if baseline else ())
         arrays = {f"{k}__{n}": image for k in evaluation.MASK_KINDS for n in names}
         np.savez(out / "examples.npz", **arrays, **{f"{k}__hole": hole for k in evaluation.MASK_KINDS})
-        score = {"psnr": float(len(trained)), "ssim": 0.5, "lpips": float("nan")}
-        return {"CTSDG": dict.fromkeys(evaluation.MASK_KINDS, score)}
+        value = psnr[config["shape"], config["position"]] + 0.1 * seed
+        if config["source"] == "other" or config["weighting"] == "uniform":
+            value -= 1.0
+        score = {"psnr": value, "ssim": 0.5, "lpips": float("nan")}
+        result = {"CTSDG": dict.fromkeys(evaluation.MASK_KINDS, score)}
+        if baseline:
+            result["biharmonic"] = dict.fromkeys(evaluation.MASK_KINDS, {"psnr": 30.0, "ssim": 0.9, "lpips": 0.1})
+        return result
 
     panels = {}
     monkeypatch.setattr(reproduce_tables, "train_and_evaluate", fake_train)
-    monkeypatch.setattr(  # the module main() takes save_panel from
-        evaluation,
-        "save_panel",
-        lambda path, image, hole, rows: panels.update({path.name: rows}),
+    monkeypatch.setattr(  # the module save_panels() takes save_panel from
+        evaluation, "save_panel", lambda path, image, hole, rows: panels.update({path.name: list(rows)})
     )
-    reproduce_tables.main(["--output_dir", str(tmp_path), "--iterations", "40", "--jobs", "1"])
-    # 3 + 2 + 6 distinct configurations: OPS/segment/same/weighted and IBR/segment/same/weighted are shared
-    assert len(trained) == len(set(trained)) == 11 and {i for _, i in trained} == {40}
-    table = (tmp_path / "tables.md").read_text(encoding="utf-8")
-    assert table.count("## Table") == 3 and "iterations per variant: 40" in table
-    assert "| OPS | 3.00 |" in table and "| pseudo-segment | 3.00 |" in table  # the shared run, scored once
+    reproduce_tables.main(["--output_dir", str(tmp_path), "--runs_dir", str(tmp_path / "runs"), "--seeds", "0", "1"])
+    # 3 square + irregular + PS/OPS + PS/IBR + uniform + other image = 8 variants, each once per seed
+    assert len(trained) == len({t[:2] for t in trained}) == 16 and {t[3] for t in trained} == {400}
+    assert [t[:2] for t in trained if t[2]] == [(trained[0][0], 0)]  # biharmonic scored once
+    position = (tmp_path / "table1_position.md").read_text(encoding="utf-8")
+    assert "| Random | ours | 21.05 ± 0.07 | 0.5000 ± 0.0000 | not computed (weights absent) |" in position
+    assert "| Random | paper | 16.66 | 0.6 | 0.2885 |" in position
+    assert "| biharmonic (no training) | ours | 30.00 | 0.9000 | 0.1000 |" in position
+    assert "**not reproduced at CPU scale (OPS 19.05 vs IBR 20.05)**" in position
+    shape = (tmp_path / "table2_shape.md").read_text(encoding="utf-8")
+    assert shape.count("**reproduced**") == 2 and "| pseudo-segment (PS) | paper | 19.38 | 0.77 | 0.2655 |" in shape
+    distribution = (tmp_path / "table3_distribution.md").read_text(encoding="utf-8")
+    assert distribution.count("**reproduced**") == 3  # weighted, same image and OPS each 1 dB ahead
+    assert "OPS > IBR (same image, weighted; segments PSNR; paper 19.38 vs 19.16): **reproduced**" in distribution
     assert sorted(panels) == sorted(f"panel_{k}.png" for k in evaluation.MASK_KINDS)
-    # one row per trained variant, then the baseline
-    assert all(len(rows) == 12 and list(rows)[-1] == "biharmonic" for rows in panels.values())
+    assert all(len(rows) == 9 and rows[-1] == "biharmonic" for rows in panels.values())  # 8 variants + baseline
     with pytest.raises(SystemExit):
         reproduce_tables.main(["--output_dir", str(tmp_path), "--iterations", "30"])
+    with pytest.raises(SystemExit):
+        reproduce_tables.main(["--quick", "--paper_scale"])
 
 
 def test_slices_are_listed_with_their_mask_seed_id_and_read_as_training_does(tmp_path):
@@ -294,3 +311,29 @@ def test_mask_bank_and_source_images_are_at_the_training_size(tmp_path):
     nib.save(nib.Nifti1Image(brain_like(96), np.eye(4)), tmp_path / "a.nii.gz")
     (image,) = transforms.load_unit_images([{"image": str(tmp_path / "a.nii.gz")}], 1, spatial_size=(48, 48))
     assert image.shape == (1, 48, 48) and image.min() >= 0 and image.max() == pytest.approx(1.0)
+
+
+IXI = BUNDLE.parents[2] / "shared" / "data" / "ixi_t1_2mm"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IXI.is_dir(), reason=f"the IXI T1 folder {IXI} is absent (a user's clone has no ../shared)")
+def test_reproduce_tables_quick_route_trains_and_scores_every_variant_on_ixi(tmp_path, monkeypatch):
+    """The real ``monai.bundle`` route of ``--quick``: each variant's mask overrides reach training (squares,
+    irregular bank, other-image sources) and evaluation scores the IXI validation slices."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    reproduce_tables = importlib.import_module(f"{scripts.__name__}.reproduce_tables")
+    reproduce_tables.main(["--quick", "--jobs", "2", "--runs_dir", str(tmp_path / "runs"), "--output_dir", str(tmp_path)])
+    runs = tmp_path / "runs" / "seed0"
+    assert len(list(runs.glob("*/evaluation.json"))) == 8
+    assert (runs / "position-ops_shape-irregular_source-same_weighting-inverse_size" / "mask_bank").is_dir()
+    results = json.loads(next(runs.glob("position-random_shape-square*/evaluation.json")).read_text(encoding="utf-8"))
+    segments = results["results"]["CTSDG"]["segments"]
+    subjects = {r["id"].split("_z")[0] for r in segments["per_image"]}
+    assert segments["images"] == 4 and subjects <= {"IXI516-HH-2297", "IXI526-HH-2392", "IXI527-HH-2376", "IXI546-HH-2450"}
+    assert "biharmonic" in results["results"]  # the first run scores the baseline
+    values = json.loads((tmp_path / "values.json").read_text(encoding="utf-8"))["scores"]
+    assert all(np.isfinite(v["CTSDG"]["segments"]["psnr"][0]) for v in values.values())
+    for name in ("table1_position", "table2_shape", "table3_distribution"):
+        assert "| ours | " in (tmp_path / f"{name}.md").read_text(encoding="utf-8")
+        assert (tmp_path / f"{name}.csv").stat().st_size > 0
