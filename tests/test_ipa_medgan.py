@@ -233,9 +233,23 @@ def test_psnr_of_exactly_restored_slices_is_counted_not_averaged():
 
 def test_report_quotes_the_papers_rows_beside_the_methods_that_stand_for_them():
     scores = {"ssim": 0.5, "psnr": 20.0, "mse": 100.0, "uqi": 0.5}
-    table = scripts.evaluation.format_table({("pix2pix", "arbitrary"): scores}, n_test=3)
-    row = next(line for line in table.splitlines() if line.startswith("| pix2pix"))
-    assert "20.00 (paper 32.34)" in row  # paper Table I (b), pix2pix PSNR
+    rows = {
+        (m, e): scores for m, e in [("pix2pix", "arbitrary"), ("medgan", "square"), ("medgan", "arbitrary")]
+    }
+    rows[("gated_conv", "arbitrary")] = scores
+    table = scripts.evaluation.format_table(rows, n_test=3)
+
+    def row(label):
+        return next(line for line in table.splitlines() if line.startswith(f"| {label}"))
+
+    assert "20.00 (paper 32.34)" in row("pix2pix")  # paper Table I (b), pix2pix PSNR
+    assert "20.00 (paper 29.68)" in row("MedGAN") and "20.00 (paper 31.92)" in row(
+        "MedGAN"
+    )  # ip-MedGAN, MedGAN
+    assert "20.00 (paper 31.46)" in row("Gated-Conv")
+    assert scripts.evaluation.paper_row("medgan", "square") == "ip-MedGAN"
+    assert scripts.evaluation.paper_row("medgan", "arbitrary") == "MedGAN"
+    assert scripts.evaluation.paper_row("gated_conv", "square") == "Gated-Conv"  # run on (b) only: MODELS
 
 
 def test_biharmonic_baseline_fills_only_the_hole():
@@ -339,6 +353,100 @@ def test_each_experiment_and_baseline_wires_its_discriminators_to_their_inputs(c
             x = d_inputs[name](batch, pred, real=False)
             assert x.shape[1] == discriminators[name], name
             d(x)
+
+
+def _quick_parser(model: str, experiment: str) -> ConfigParser:
+    """train.json + quick.json + the experiment's and ``model``'s configs (``evaluation.MODELS``), as run."""
+    configs = ["train.json", "quick.json", *scripts.evaluation.EXPERIMENTS[experiment]]
+    configs += scripts.evaluation.MODELS[model][1]
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / c) for c in configs])
+    parser.update({"bundle_root": str(BUNDLE), "device": "$torch.device('cpu')"})
+    return parser
+
+
+def _generator_batch(image: torch.Tensor, mask: torch.Tensor) -> dict:
+    return {"image": image, "mask": mask, "masked_image": image * (1 - mask)}
+
+
+def _evaluator_input(prepare_batch, batch: dict) -> tuple:
+    """The generator's positional inputs as the evaluator's ``prepare_batch`` gives them."""
+    inputs, _, args, _ = prepare_batch(batch)
+    return (inputs, *args)
+
+
+@pytest.mark.parametrize(
+    "model, experiment",
+    [("medgan", "square"), ("medgan", "arbitrary"), ("gated_conv", "arbitrary")],
+)
+def test_medgan_and_gated_conv_build_after_train_and_quick_and_map_a_slice_to_a_slice(model, experiment):
+    """Each new baseline builds from its configs at quick scale; the generator, fed by the trainer's own
+    ``generator_input`` and by the evaluator's ``prepare_batch``, maps a masked 64x64 slice to a 64x64 slice in
+    [0, 1], and each discriminator accepts its ``d_inputs``."""
+    parser = _quick_parser(model, experiment)
+    assert parser.get_parsed_content("model_name") == model
+    assert parser.get_parsed_content("experiment") == experiment
+    generator = parser.get_parsed_content("generator").eval()
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 20:36, 20:36] = 1
+    batch = _generator_batch(torch.rand(2, 1, 64, 64), mask)
+    inputs = parser.get_parsed_content("train#trainer#generator_input")(batch)
+    eval_inputs = _evaluator_input(parser.get_parsed_content("validate#prepare_batch"), batch)
+    torch.testing.assert_close(torch.cat(eval_inputs, 1), torch.cat(inputs, 1))
+    d_inputs = parser.get_parsed_content("train#d_inputs")
+    with torch.no_grad():
+        pred = generator(*inputs)
+        assert pred.shape == (2, 1, 64, 64) and 0 <= pred.min() and pred.max() <= 1
+        for name, d in parser.get_parsed_content("discriminators").items():
+            d(d_inputs[name](batch, pred, real=False))
+
+
+def test_medgan_generator_is_the_stated_number_of_monai_unets_as_wide_as_pix2pix():
+    """medgan.json: ``num_stages`` (6, as its ``_desc_`` says) MONAI UNet blocks in the same Cascade class as
+    ipA-MedGAN's MultiResUNets, each block with the pix2pix U-Net's channels (2 x quick.json's filters)."""
+    parser = _quick_parser("medgan", "square")
+    config = ConfigParser.load_config_file(str(BUNDLE / "configs" / "medgan.json"))
+    assert config["num_stages"] == 6 and "6 MONAI UNet blocks" in config["_desc_"]
+    generator = parser.get_parsed_content("generator")
+    assert isinstance(generator, scripts.multiresunet.Cascade) and len(generator.stages) == 6
+    unets = [stage[0] for stage in generator.stages]
+    assert all(isinstance(u, monai.networks.nets.UNet) for u in unets)
+    filters = parser.get_parsed_content("filters")
+    assert filters == [8, 16, 32, 64, 128]  # quick.json
+    pix2pix = _quick_parser("pix2pix", "square").get_parsed_content("network_def")
+    assert all(list(u.channels) == list(pix2pix.channels) == [16, 32, 64, 128, 256] for u in unets)
+    assert list(parser.get_parsed_content("discriminators")) == ["patch", "global"]  # ipA-MedGAN's
+
+
+def test_only_the_gated_conv_generator_receives_the_mask():
+    """Two masks that give the same masked image (they differ only where the image is 0): the gated generator's
+    output changes, in training and evaluation input, so the mask reaches it; the blind generators' inputs are
+    identical, so the other models still never see the mask."""
+    image = torch.rand(1, 1, 64, 64)
+    image[:, :, 40:56, 40:56] = 0
+    mask_a, mask_b = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    mask_a[:, :, 8:24, 8:24] = 1
+    mask_b[:, :, 8:24, 8:24] = 1
+    mask_b[:, :, 40:56, 40:56] = 1
+    for model, sees_mask in (
+        ("gated_conv", True),
+        ("pix2pix", False),
+        ("medgan", False),
+        ("ipa_medgan", False),
+    ):
+        parser = _quick_parser(model, "arbitrary")
+        a, b = (_generator_batch(image, m) for m in (mask_a, mask_b))
+        generator = parser.get_parsed_content("generator").eval()
+        train_input = parser.get_parsed_content("train#trainer#generator_input")
+        prepare = parser.get_parsed_content("validate#prepare_batch")
+        for inputs_a, inputs_b in (
+            (train_input(a), train_input(b)),
+            (_evaluator_input(prepare, a), _evaluator_input(prepare, b)),
+        ):
+            assert (not torch.equal(torch.cat(inputs_a, 1), torch.cat(inputs_b, 1))) == sees_mask, model
+            if sees_mask:
+                with torch.no_grad():
+                    assert not torch.allclose(generator(*inputs_a), generator(*inputs_b))
 
 
 @pytest.mark.slow  # 35-110 s on the shared 2-core machine

@@ -152,8 +152,27 @@ def test_ipa_medgan_table_I_quotes_the_paper_and_judges_claims_by_seed_spread(tm
         ("context_encoder", "square"): scores([18.0, 18.1, 17.9]),
         ("ipa_medgan", "arbitrary"): scores([17.0, 17.3, 17.1]),
         ("pix2pix", "arbitrary"): scores([23.0, 23.2, 22.9]),
+        ("medgan", "square"): scores([26.0, 26.2, 25.8]),
+        ("medgan", "arbitrary"): scores([16.0, 16.2, 15.8]),
+        ("gated_conv", "arbitrary"): scores([21.0, 21.2, 20.8]),
     }
     text = rt.write_tables(tmp_path, summary, {"date": "2026-01-01"}).read_text(encoding="utf-8")
+    square, arbitrary = text.split("## Table I (b)")
+    medgan_label, gated_label = rt.LABELS["medgan"], rt.LABELS["gated_conv"]
+
+    def row(section, label):
+        return next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+
+    # ip-MedGAN (squares) and MedGAN (arbitrary) beside our MedGAN config, Gated-Conv beside ours
+    assert "| 26.00 ± 0.20 | 29.68 |" in row(square, medgan_label)
+    assert "| 16.00 ± 0.20 | 31.92 |" in row(arbitrary, medgan_label)
+    assert "| 21.00 ± 0.20 | 31.46 |" in row(arbitrary, gated_label)
+    assert gated_label not in square and "not implemented" not in text
+    for name in ("| ip-MedGAN |", "| MedGAN |", "| Gated-Conv |"):
+        assert name not in text  # no paper row left without ours
+    assert "(a) ipA-MedGAN beats ip-MedGAN on squares (paper 30.62 vs 29.68 dB): **not reproduced" in text
+    assert "(b) ipA-MedGAN beats MedGAN on arbitrary masks (paper 35.12 vs 31.92 dB): **reproduced" in text
+    assert "(b) ipA-MedGAN beats Gated-Conv on arbitrary masks (paper 35.12 vs 31.46 dB): **not" in text
     for number in ("0.9606", "30.62", "65.81", "0.962", "23.79", "29.68", "35.12", "24.9", "32.34", "31.92", "31.46"):
         assert number in text
     assert "(a) ipA-MedGAN beats CE on squares (paper 30.62 vs 23.79 dB): **reproduced" in text
@@ -162,8 +181,10 @@ def test_ipa_medgan_table_I_quotes_the_paper_and_judges_claims_by_seed_spread(tm
     with (tmp_path / "table_I.csv").open(encoding="utf-8") as stream:
         rows = {(r["table"], r["method"], r["metric"]): r for r in csv.DictReader(stream)}
     assert float(rows[("I (arbitrary)", "pix2pix (U-Net + patch D + L1)", "psnr")]["paper"]) == 32.34
-    assert float(rows[("I (arbitrary)", "Gated-Conv", "mse")]["paper"]) == 50.26
-    assert rows[("I (arbitrary)", "Gated-Conv", "mse")]["ours_mean"] == ""
+    assert float(rows[("I (arbitrary)", gated_label, "mse")]["paper"]) == 50.26
+    assert float(rows[("I (arbitrary)", gated_label, "mse")]["ours_mean"]) == 100.0
+    assert float(rows[("I (square)", medgan_label, "psnr")]["paper"]) == 29.68
+    assert float(rows[("I (arbitrary)", medgan_label, "psnr")]["paper"]) == 31.92
     assert abs(float(rows[("I (square)", "CE (context-encoder style)", "psnr")]["ours_mean"]) - 18.0) < 1e-9
 
 

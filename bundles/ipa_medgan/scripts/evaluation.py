@@ -27,6 +27,7 @@ __all__ = [
     "PAPER_ROW",
     "PAPER_TABLE_I",
     "BiharmonicInpainter",
+    "paper_row",
     "evaluate_run",
     "table_scores",
     "write_report",
@@ -39,6 +40,12 @@ MODELS = {
     "multiresunet": ("single MultiResUNet", ["multiresunet.json"], ("square", "arbitrary")),
     "pix2pix": ("pix2pix (U-Net + patch D + L1)", ["pix2pix.json"], ("square", "arbitrary")),
     "context_encoder": ("context-encoder style", ["context_encoder.json"], ("square",)),
+    "medgan": ("MedGAN / ip-MedGAN (6 x U-Net)", ["medgan.json"], ("square", "arbitrary")),
+    "gated_conv": (
+        "Gated-Conv (gated-conv U-Net, given the mask)",
+        ["pix2pix.json", "gated_conv.json"],
+        ("arbitrary",),
+    ),
 }
 #: Table I's metrics -> the evaluator's names for them (``validate#metrics`` of train.json)
 METRICS = {"ssim": "val_ssim", "psnr": "val_psnr", "mse": "val_mse_255", "uqi": "val_uqi"}
@@ -56,11 +63,14 @@ PAPER_TABLE_I = {
         "ipA-MedGAN": {"ssim": 0.9818, "psnr": 35.12, "mse": 24.90, "uqi": 0.9889},
     },
 }
-#: our model name (evaluation.MODELS, + biharmonic) -> the paper's row it stands for (None: not in the paper)
+#: our model name (evaluation.MODELS, + biharmonic) -> the paper's row it stands for (None: not in the paper),
+#: or ``{experiment: row}`` where the row differs by experiment (see :func:`paper_row`)
 PAPER_ROW = {
     "ipa_medgan": "ipA-MedGAN",
     "pix2pix": "pix2pix",
     "context_encoder": "CE",
+    "medgan": {"square": "ip-MedGAN", "arbitrary": "MedGAN"},
+    "gated_conv": "Gated-Conv",
     "multiresunet": None,
     "biharmonic": None,
 }
@@ -71,6 +81,12 @@ BIHARMONIC = {
     "validate#prepare_batch#mode": "separate",
     "validate#handlers": [],
 }
+
+
+def paper_row(model: str, experiment: str) -> str | None:
+    """The paper's Table I row that ``model`` stands for in ``experiment`` (None: none), from :data:`PAPER_ROW`."""
+    row = PAPER_ROW.get(model)
+    return row.get(experiment) if isinstance(row, dict) else row
 
 
 class BiharmonicInpainter(torch.nn.Module):
@@ -178,7 +194,7 @@ def format_table(rows: dict, n_test: int) -> str:
         cells = []
         for experiment in EXPERIMENTS:
             measured = rows.get((model, experiment), "n/a")
-            paper = PAPER_TABLE_I[experiment].get(PAPER_ROW.get(model) or "")
+            paper = PAPER_TABLE_I[experiment].get(paper_row(model, experiment) or "")
             for metric in METRICS:
                 if measured == "n/a":
                     cell = "n/a"
@@ -198,7 +214,7 @@ def format_table(rows: dict, n_test: int) -> str:
     note = f"; PSNR over the finite slices (slices restored exactly: {'; '.join(exact)})" if exact else ""
     lines.append(
         f"\n{n_test} test slices; whole-image metrics; MSE on the 0-255 scale{note}. "
-        "Paper values beside the rows that stand for a paper method (ipA-MedGAN, pix2pix, CE); `scripts/reproduce_tables.py` lists the paper's other rows.\n"
+        "Paper values beside the rows that stand for a paper method (ipA-MedGAN, CE, ip-MedGAN = MedGAN on squares, pix2pix, MedGAN, Gated-Conv).\n"
     )
     return "\n".join(lines)
 

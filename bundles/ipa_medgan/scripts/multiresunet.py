@@ -14,9 +14,10 @@ activation), following the authors' reference implementation:
 - Encoder: MultiRes blocks with ``U = base_filters * 2**level`` and 2x2 max pooling; decoder: 2x2 transposed
   convolutions, concatenation with the ResPath output, MultiRes block; a 1x1 output convolution.
 
-:class:`CascadedMultiResUNet` chains ``num_stages`` MultiResUNets (the generator of ipA-MedGAN: two stages),
-each refining the previous stage's output, as MedGAN's CasNet chains U-blocks. The networks are TorchScript
-compatible and work in 2D (default) or 3D.
+:class:`Cascade` chains networks, each refining the previous one's output, as MedGAN's CasNet chains
+U-blocks; :class:`CascadedMultiResUNet` is the cascade of ``num_stages`` MultiResUNets (the generator of
+ipA-MedGAN: two stages) and ``scripts.networks.unet_cascade`` the CasNet of MONAI U-Nets (the MedGAN baseline).
+The networks are TorchScript compatible and work in 2D (default) or 3D.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Act, Norm, Pool
 from torch import nn
 
-__all__ = ["MultiResBlock", "ResPath", "MultiResUNet", "CascadedMultiResUNet", "multires_block_channels"]
+__all__ = [
+    "MultiResBlock",
+    "ResPath",
+    "MultiResUNet",
+    "Cascade",
+    "CascadedMultiResUNet",
+    "multires_block_channels",
+]
 
 OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", None)
 
@@ -232,9 +240,24 @@ class MultiResUNet(nn.Module):
         return self.activation(self.head(x))
 
 
-class CascadedMultiResUNet(nn.Module):
-    """``num_stages`` MultiResUNets in series (ipA-MedGAN's generator: 2): stage 1 maps the input to an image,
-    every later stage maps the previous stage's output to a refined image. Returns the last stage's output.
+class Cascade(nn.Module):
+    """Networks in series (MedGAN's CasNet): stage 1 maps the input to an image, every later stage maps the
+    previous stage's output to a refined image. Returns the last stage's output."""
+
+    def __init__(self, stages: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(stages) < 1:
+            raise ValueError("a cascade needs at least one stage.")
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+class CascadedMultiResUNet(Cascade):
+    """``num_stages`` MultiResUNets in series (ipA-MedGAN's generator: 2), see :class:`Cascade`.
 
     Args:
         num_stages: number of chained MultiResUNets (>= 1; 1 is the single-network baseline).
@@ -253,10 +276,9 @@ class CascadedMultiResUNet(nn.Module):
         res_path_lengths: Sequence[int] | None = None,
         out_activation: str | None = "sigmoid",
     ) -> None:
-        super().__init__()
         if num_stages < 1:
             raise ValueError(f"num_stages must be >= 1, got {num_stages}.")
-        self.stages = nn.ModuleList(
+        super().__init__(
             [
                 MultiResUNet(
                     spatial_dims,
@@ -270,8 +292,3 @@ class CascadedMultiResUNet(nn.Module):
                 for i in range(num_stages)
             ]
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = stage(x)
-        return x

@@ -9,6 +9,8 @@
   283 pixels, but units near the border still see only ~55 % of the image). So it is
   ``monai.networks.nets.Discriminator``: 6 convolutions of stride 2 (256 -> 4) followed by a fully connected
   layer to one logit, which by construction depends on every input pixel.
+- MedGAN baseline generator (:func:`unet_cascade`): MedGAN's CasNet, MONAI ``UNet`` blocks in series through the
+  same :class:`scripts.multiresunet.Cascade` as ipA-MedGAN's MultiResUNets.
 
 How the receptive fields were checked: :func:`receptive_field` computes the analytic size from kernel sizes and
 strides, and :func:`measured_receptive_field` backpropagates from one output unit of a copy of the network with
@@ -22,13 +24,16 @@ import copy
 from collections.abc import Sequence
 
 import torch
-from monai.networks.nets import Discriminator, PatchDiscriminator
+from monai.networks.nets import Discriminator, PatchDiscriminator, UNet
 from torch import nn
+
+from .multiresunet import Cascade
 
 __all__ = [
     "patch_discriminator",
     "global_discriminator",
     "baseline_channels",
+    "unet_cascade",
     "receptive_field",
     "measured_receptive_field",
 ]
@@ -80,6 +85,37 @@ def baseline_channels(filters: Sequence[int], factor: int = 2) -> list[int]:
     """Channels of the pix2pix U-Net and context-encoder baselines: ``factor`` x the MultiResUNet ``filters``, so
     that one ``filters`` setting (train.json or quick.json) sizes every generator of Table I."""
     return [factor * f for f in filters]
+
+
+def unet_cascade(
+    num_stages: int,
+    channels: Sequence[int],
+    strides: Sequence[int],
+    spatial_dims: int = 2,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    num_res_units: int = 0,
+    norm: str = "BATCH",
+) -> Cascade:
+    """MedGAN's CasNet: ``num_stages`` MONAI ``UNet`` blocks in series, each followed by a sigmoid so that every
+    stage outputs an image in [0, 1] for the next to refine (as each MultiResUNet of ipA-MedGAN's cascade)."""
+    return Cascade(
+        [
+            nn.Sequential(
+                UNet(
+                    spatial_dims=spatial_dims,
+                    in_channels=in_channels if i == 0 else out_channels,
+                    out_channels=out_channels,
+                    channels=channels,
+                    strides=strides,
+                    num_res_units=num_res_units,
+                    norm=norm,
+                ),
+                nn.Sigmoid(),
+            )
+            for i in range(num_stages)
+        ]
+    )
 
 
 def receptive_field(kernel_sizes: Sequence[int], strides: Sequence[int]) -> int:
