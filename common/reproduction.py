@@ -88,8 +88,9 @@ def order_verdict(
     values: Mapping[str, Sequence[float]], order: Sequence[str], higher_is_better: bool = True
 ) -> str:
     """Whether the seed means keep the paper's ``order`` (best first): ``reproduced`` (flagged when a gap is
-    within the seed spread), ``not reproduced at CPU scale`` (naming the first swapped pair), or ``not
-    measurable here`` when a row has no result."""
+    within the seed spread), ``not reproduced at CPU scale`` (naming the first swapped pair and, with several
+    seeds, whether its reversal is within the larger of the two sample sds), or ``not measurable here`` when a
+    row has no result."""
     missing = [name for name in order if math.isnan(mean_sd(values.get(name, ()))[0])]
     if missing:
         return f"not measurable here (no result for {', '.join(missing)})"
@@ -99,9 +100,13 @@ def order_verdict(
     for better, worse in zip(order, order[1:]):
         gap = sign * (stats[better][0] - stats[worse][0])
         if gap <= 0:
+            spread = ""
+            if min(len(values[better]), len(values[worse])) > 1:
+                inside = -gap <= max(stats[better][1], stats[worse][1])
+                spread = ", within the seed spread" if inside else ", beyond the seed spread"
             return (
                 f"not reproduced at CPU scale ({better} {stats[better][0]:.4g} vs {worse} "
-                f"{stats[worse][0]:.4g})"
+                f"{stats[worse][0]:.4g}{spread})"
             )
         within_spread |= gap <= max(stats[better][1], stats[worse][1])
     return "reproduced" + (" (a gap is within the seed spread)" if within_spread else "")

@@ -36,6 +36,12 @@ def test_verdicts_and_cells_on_made_up_numbers(tmp_path):
         "reproduced (a gap is within the seed spread)"
     )
     assert order_verdict({"a": [1.0], "b": [2.0]}, ["a", "b"]).startswith("not reproduced at CPU scale (a 1 vs b 2")
+    assert order_verdict({"a": [1.0, 1.2], "b": [1.2, 1.4]}, ["a", "b"]) == (  # reversed by 0.2 > both sds 0.141
+        "not reproduced at CPU scale (a 1.1 vs b 1.3, beyond the seed spread)"
+    )
+    assert order_verdict({"a": [1.0, 1.3], "b": [1.2, 1.2]}, ["a", "b"]) == (  # reversed by 0.05 < sd of a 0.212
+        "not reproduced at CPU scale (a 1.15 vs b 1.2, within the seed spread)"
+    )
     assert order_verdict({"a": [1.0]}, ["a", "b"]) == "not measurable here (no result for b)"
     assert order_verdict({"a": [1.0], "b": [2.0]}, ["a", "b"], higher_is_better=False) == "reproduced"
     assert cell([1.0, 3.0], 2) == "2.00 ± 1.41" and cell([1.0], 1) == "1.0" and cell([], 1) == "not run"

@@ -184,12 +184,14 @@ def scale_settings(quick: bool, paper_scale: bool) -> dict:
 
 
 def train_and_evaluate(config: dict, seed: int, out: Path, settings: dict, baseline: bool) -> dict:
-    """Train one variant with one seed and score it (skipped when its ``evaluation.json`` exists); returns
-    ``evaluation.json``'s results (``CTSDG``, and ``biharmonic`` when ``baseline``)."""
+    """Train one variant with one seed and score it (skipped when its ``evaluation.json`` exists; the seconds it
+    took go to ``wall_s.txt``); returns ``evaluation.json``'s results (``CTSDG``, and ``biharmonic`` when
+    ``baseline``)."""
     from common.reproduction import configs_arg, run_monai_bundle
 
     result = out / "evaluation.json"
     if not result.exists():
+        start = time.perf_counter()
         configs = [*settings["configs"], "ixi.json"]
         common_args = ["--bundle_root", str(BUNDLE), "--output_dir", str(out), "--seed", str(seed)]
         common_args += [arg for key, value in config.items() for arg in (f"--mask_config#{key}", value)]
@@ -225,6 +227,7 @@ def train_and_evaluate(config: dict, seed: int, out: Path, settings: dict, basel
             log,
             REPO,
         )
+        (out / "wall_s.txt").write_text(f"{time.perf_counter() - start:.0f}\n", encoding="utf-8")
     return json.loads(result.read_text(encoding="utf-8"))["results"]
 
 
@@ -378,6 +381,9 @@ def main(argv=None) -> None:
     )
     out.mkdir(parents=True, exist_ok=True)
     info = provenance(REPO, scale, data, seeds, time.perf_counter() - start)
+    timed = [runs_dir / f"seed{seed}" / name / "wall_s.txt" for seed, name in runs]
+    run_s = sum(float(path.read_text(encoding="utf-8")) for path in timed if path.exists())
+    info["run time"] = f"{run_s / 60:.1f} min over {len(runs)} runs, {args.jobs} at a time"
     info["command"] = "python bundles/shape_aware_mask_inpainting/scripts/reproduce_tables.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
