@@ -294,6 +294,9 @@ def test_reproduce_tables_trains_each_variant_once_per_seed_and_judges_the_paper
         reproduce_tables.main(["--output_dir", str(tmp_path), "--iterations", "30"])
     with pytest.raises(SystemExit):
         reproduce_tables.main(["--quick", "--paper_scale"])
+    assert reproduce_tables.scale_settings(quick=False, paper_scale=True) == {
+        "configs": ["train.json"], "train": {}, "eval_step": 1  # train.json's own schedule, every slice
+    }
 
 
 def test_slices_are_listed_with_their_mask_seed_id_and_read_as_training_does(tmp_path):

@@ -148,7 +148,7 @@ def variants() -> dict[str, dict]:
 def scale_settings(quick: bool, paper_scale: bool) -> dict:
     """Configs merged before ``ixi.json``, the training overrides and the validation-slice step of one scale."""
     if paper_scale:
-        return {"configs": ["train.json"], "train": [], "eval_step": 1}
+        return {"configs": ["train.json"], "train": {}, "eval_step": 1}
     if quick:
         schedule = {"iterations": 4, "iterations_per_epoch": 2, "batch_size": 2, "val_interval": 2}
         return {"configs": ["train.json", "quick.json"], "train": schedule, "eval_step": 49}
@@ -310,7 +310,7 @@ def main(argv=None) -> None:
         parser.error("--quick and --paper_scale exclude each other")
     settings = scale_settings(args.quick, args.paper_scale)
     if args.iterations is not None:
-        per_epoch = settings["train"].get("iterations_per_epoch", 1000)
+        per_epoch = settings["train"].get("iterations_per_epoch", 1000)  # train.json's at paper scale
         if args.iterations <= 0 or args.iterations % per_epoch:
             parser.error(
                 f"--iterations must be a positive multiple of iterations_per_epoch ({per_epoch}), got {args.iterations}"
@@ -346,7 +346,7 @@ def main(argv=None) -> None:
                 for metric in METRICS:
                     values = scores.setdefault(name, {}).setdefault(method, {}).setdefault(kind, {})
                     values.setdefault(metric, []).append(float(kinds[kind][metric]))
-    schedule = settings["train"] or {"iterations": 10000, "batch_size": 6}
+    schedule = {"iterations": 10000, "batch_size": 6, **settings["train"]}  # train.json's unless overridden
     scale = (
         "paper (train.json: full width, 256x256, ImageNet VGG16)"
         if args.paper_scale
