@@ -136,12 +136,23 @@ def variant_name(config: dict) -> str:
     return "_".join(f"{k}-{v}" for k, v in sorted(config.items()))
 
 
+def row_variant(change: dict) -> str:
+    """The run name of a table row's training-mask configuration (``BASE`` with the row's change)."""
+    return variant_name({**BASE, **change})
+
+
 def variants() -> dict[str, dict]:
     """Every distinct training-mask configuration of the three tables, by name (first appearance first)."""
+    return {row_variant(change): {**BASE, **change} for _, _, rows, _ in TABLES for _, change, _ in rows}
+
+
+def training_schedule(iterations: int, iterations_per_epoch: int, **overrides) -> dict:
+    """Training overrides for ``iterations``, validating once, after the last epoch."""
     return {
-        variant_name({**BASE, **change}): {**BASE, **change}
-        for _, _, rows, _ in TABLES
-        for _, change, _ in rows
+        "iterations": iterations,
+        "iterations_per_epoch": iterations_per_epoch,
+        **overrides,
+        "val_interval": iterations // iterations_per_epoch,
     }
 
 
@@ -150,10 +161,16 @@ def scale_settings(quick: bool, paper_scale: bool) -> dict:
     if paper_scale:
         return {"configs": ["train.json"], "train": {}, "eval_step": 1}
     if quick:
-        schedule = {"iterations": 4, "iterations_per_epoch": 2, "batch_size": 2, "val_interval": 2}
-        return {"configs": ["train.json", "quick.json"], "train": schedule, "eval_step": 49}
-    schedule = {"iterations": 400, "iterations_per_epoch": 50, "batch_size": 6, "val_interval": 8}
-    return {"configs": ["train.json", "quick.json"], "train": schedule, "eval_step": 4}
+        return {
+            "configs": ["train.json", "quick.json"],
+            "train": training_schedule(4, 2, batch_size=2),
+            "eval_step": 49,
+        }
+    return {
+        "configs": ["train.json", "quick.json"],
+        "train": training_schedule(400, 50, batch_size=6),
+        "eval_step": 4,
+    }
 
 
 def train_and_evaluate(config: dict, seed: int, out: Path, settings: dict, baseline: bool) -> dict:
@@ -219,38 +236,22 @@ def write_tables(out_dir: Path, scores: dict, info: dict) -> list[Path]:
 
     columns = ["training masks", "source"] + [f"{KIND_LABELS[k]} {m.upper()}" for k in KINDS for m in METRICS]
     baseline = next((s["biharmonic"] for s in scores.values() if "biharmonic" in s), None)
+
+    def row(label: str, source: str, value) -> dict:
+        """One table row: ``value(kind, metric)`` under every evaluation mask's metric column."""
+        cells = {f"{KIND_LABELS[k]} {m.upper()}": value(k, m) for k in KINDS for m in METRICS}
+        return {"training masks": label, "source": source, **cells}
+
     paths = []
     for name, title, rows, claims in TABLES:
         table, psnr = [], {}
         for label, change, paper in rows:
-            ours = scores[variant_name({**BASE, **change})]["CTSDG"]
+            ours = scores[row_variant(change)]["CTSDG"]
             psnr[label] = {kind: ours[kind]["psnr"] for kind in KINDS}
-            table.append(
-                {
-                    "training masks": label,
-                    "source": "ours",
-                    **{f"{KIND_LABELS[k]} {m.upper()}": _cell(ours[k][m], m) for k in KINDS for m in METRICS},
-                }
-            )
-            table.append(
-                {
-                    "training masks": label,
-                    "source": "paper",
-                    **{f"{KIND_LABELS[k]} {m.upper()}": paper[k][m] for k in KINDS for m in METRICS},
-                }
-            )
+            table.append(row(label, "ours", lambda k, m, ours=ours: _cell(ours[k][m], m)))
+            table.append(row(label, "paper", lambda k, m, paper=paper: paper[k][m]))
         if baseline is not None:
-            table.append(
-                {
-                    "training masks": "biharmonic (no training)",
-                    "source": "ours",
-                    **{
-                        f"{KIND_LABELS[k]} {m.upper()}": _cell(baseline[k][m], m)
-                        for k in KINDS
-                        for m in METRICS
-                    },
-                }
-            )
+            table.append(row("biharmonic (no training)", "ours", lambda k, m: _cell(baseline[k][m], m)))
         paper_psnr = {label: paper for label, _, paper in rows}
         verdicts = {
             f"{' > '.join(order)} ({KIND_LABELS[kind]} PSNR; paper "
@@ -273,19 +274,20 @@ def save_panels(out_dir: Path, runs: Path) -> None:
     from common.bundle_scripts import load_bundle_scripts
 
     save_panel = load_bundle_scripts(BUNDLE).evaluation.save_panel
+    labels: dict[str, str] = {}  # run name -> the label of its first table row
+    for _, _, rows, _ in TABLES:
+        for label, change, _ in rows:
+            labels.setdefault(row_variant(change), label)
+    examples = {name: dict(np.load(runs / name / "examples.npz")) for name in labels}
     for kind in KINDS:
-        outputs, image, hole = {}, None, None
-        for _, _, rows, _ in TABLES:
-            for label, change, _ in rows:
-                run = runs / variant_name({**BASE, **change})
-                example = np.load(run / "examples.npz")
-                image, hole = example[f"{kind}__image"], example[f"{kind}__hole"]
-                outputs.setdefault(variant_name({**BASE, **change}), (label, example[f"{kind}__out_CTSDG"]))
-                if f"{kind}__out_biharmonic" in example:
-                    outputs["biharmonic"] = ("biharmonic", example[f"{kind}__out_biharmonic"])
-        if "biharmonic" in outputs:
-            outputs["biharmonic"] = outputs.pop("biharmonic")  # the last row, as in the tables
-        save_panel(out_dir / f"panel_{kind}.png", image, hole, dict(outputs.values()))
+        outputs = {labels[name]: example[f"{kind}__out_CTSDG"] for name, example in examples.items()}
+        baseline = [e[f"{kind}__out_biharmonic"] for e in examples.values() if f"{kind}__out_biharmonic" in e]
+        if baseline:
+            outputs["biharmonic"] = baseline[-1]  # the last row, as in the tables
+        example = next(iter(examples.values()))  # every run scores the same slice and hole
+        save_panel(
+            out_dir / f"panel_{kind}.png", example[f"{kind}__image"], example[f"{kind}__hole"], outputs
+        )
 
 
 def main(argv=None) -> None:
@@ -315,11 +317,11 @@ def main(argv=None) -> None:
             parser.error(
                 f"--iterations must be a positive multiple of iterations_per_epoch ({per_epoch}), got {args.iterations}"
             )
-        settings["train"] = {
-            **settings["train"],
-            "iterations": args.iterations,
-            "val_interval": args.iterations // per_epoch,
-        }
+        settings["train"] = training_schedule(
+            args.iterations,
+            per_epoch,
+            **{k: v for k, v in settings["train"].items() if k not in ("iterations", "iterations_per_epoch")},
+        )
     out = Path(args.output_dir or BUNDLE / "docs" / "results" / ("quick" if args.quick else ""))
     runs_dir = Path(args.runs_dir or BUNDLE / "runs" / ("reproduce_quick" if args.quick else "reproduce"))
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
