@@ -21,7 +21,7 @@ needs_ixi = pytest.mark.skipif(
     not (default_ixi_dir() / "t1").is_dir(),
     reason=f"IXI T1 set not found at {default_ixi_dir()} (set {IXI_DIR_ENV}; CI has it)",
 )
-KEYS = {"subject", "slice_z", "image_tumour", "label_tumour", "brain", "tumour_pixels", "image"}
+KEYS = {"subject", "slice_z", "image_tumour", "label_tumour", "brain", "tumour_pixels", "brain_pixels", "image"}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from torch import nn
 from common.losses import (
     DiscriminatorAdversarialLoss,
     DiscriminatorPerceptualLoss,
+    DiscriminatorStyleLoss,
     FeatureMatchingLoss,
     GeneratorAdversarialLoss,
     HoleL1Loss,
@@ -239,6 +240,21 @@ def test_feature_matching_and_discriminator_perceptual():
         FeatureMatchingLoss(layers=[7])(fake, real)
     with pytest.raises(TypeError, match="intermediate"):
         FeatureMatchingLoss()(torch.zeros(1), torch.zeros(1))
+
+
+def test_discriminator_style_loss_compares_gram_matrices_of_the_discriminator_features():
+    # layer i: real constant i, fake constant 2i + 1 on (1, 2, 4, 4): every Gram entry is 16 x^2 / 32 = x^2 / 2
+    real = [torch.full((1, 2, 4, 4), float(i)) for i in range(5)] + [torch.zeros(1, 1, 2, 2)]
+    fake = [torch.full((1, 2, 4, 4), 2.0 * i + 1).requires_grad_() for i in range(5)] + [torch.zeros(1, 1, 2, 2)]
+    style = DiscriminatorStyleLoss()(fake, real)
+    assert style.item() == pytest.approx(sum(((2 * i + 1) ** 2 - i**2) / 2 for i in range(5)) / 5)  # 13.5
+    style.backward()
+    assert fake[0].grad is not None
+    # a Gram matrix ignores where a feature is: a spatially shuffled copy has no style distance, only FM
+    features = [torch.rand(1, 3, 4, 4), torch.zeros(1, 1, 2, 2)]
+    shuffled = [features[0].flip(-1).flip(-2), features[1]]
+    assert DiscriminatorStyleLoss()(shuffled, features).item() == pytest.approx(0.0, abs=1e-7)
+    assert FeatureMatchingLoss()(shuffled, features).item() > 0.01
 
 
 def test_wrappers_take_the_mask_by_name_and_select_outputs():

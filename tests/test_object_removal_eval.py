@@ -332,14 +332,13 @@ def test_inference_preprocessing_without_a_hint_says_what_to_give(tmp_path):
 
 
 def test_evaluation_needs_neither_the_training_loss_nor_its_folders(tmp_path):
-    """At a VGG-style-loss setting (``vgg_pretrained``) with no VGG file, evaluate.json still scores the shipped
-    weights: it builds no trainer, so no training loss, no ``tensorboard/`` and no checkpoint folder."""
+    """evaluate.json scores the shipped weights without building a trainer: no training loss, no
+    ``tensorboard/`` and no checkpoint folder."""
     configs = config_list(*(BUNDLE / "configs" / c for c in ("train.json", "quick.json", "evaluate.json")))
     output = tmp_path / "eval"
     run_bundle(
         ["run", "evaluating", "--config_file", configs, "--bundle_root", str(BUNDLE), "--output_dir", str(output),
-         "--checkpoint", str(BUNDLE / "models" / "model.pt"), "--test_limit", "2",
-         "--vgg_pretrained", "True", "--vgg_weights_path", str(tmp_path / "missing_vgg16.pth")],
+         "--checkpoint", str(BUNDLE / "models" / "model.pt"), "--test_limit", "2"],
         cwd=tmp_path,
     )  # fmt: skip
     results = json.loads((output / "binned_metrics.json").read_text(encoding="utf-8"))

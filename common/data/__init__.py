@@ -36,6 +36,7 @@ __all__ = [
     "build_ixi_data",
     "build_ixi_mni",
     "build_ixi_tumour_data",
+    "build_ixi_tumour_splits",
     "build_sample_data",
     "dataset_dir",
     "default_root",
@@ -54,9 +55,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``build_ixi_tumour_data`` / ``ixi_tumour_dir`` load on first use, so that
+    """``build_ixi_tumour_data`` / ``build_ixi_tumour_splits`` / ``ixi_tumour_dir`` load on first use, so that
     ``python -m common.data.ixi_tumours`` does not import its own module twice."""
-    if name in ("build_ixi_tumour_data", "ixi_tumour_dir"):
+    if name in ("build_ixi_tumour_data", "build_ixi_tumour_splits", "ixi_tumour_dir"):
         from . import ixi_tumours
 
         return getattr(ixi_tumours, name)

@@ -27,7 +27,7 @@ Written (a cached folder beside the IXI build, named after it and the seed; rebu
       subjects/<id>/slices/<id>_z040_{t1_tumour,tumour_mask,t1_brain,brain}.nii.gz
 
 2-D entries use the sample cohort's keys: ``image_tumour``, ``label_tumour``, ``brain``, ``image`` (the healthy
-slice), ``subject``, ``slice_z``, ``tumour_pixels`` (0 on slices without tumour; every brain slice is written
+slice), ``subject``, ``slice_z``, ``brain_pixels``, ``tumour_pixels`` (0 on slices without tumour; every brain slice is written
 so that a volume-wise Dice is possible). Deterministic by seed (``numpy`` seed sequence per subject).
 
 CLI: ``python -m common.data.ixi_tumours build [--seed 0]`` prints the folder.
@@ -36,7 +36,9 @@ CLI: ``python -m common.data.ixi_tumours build [--seed 0]`` prints the folder.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -47,9 +49,9 @@ from .cache import build_cached_folder
 from .ixi import _to_ras, _translation, _write_json, build_ixi_data
 from .sample import _save
 
-__all__ = ["build_ixi_tumour_data", "ixi_tumour_dir", "paint_tumour", "FORMAT_VERSION"]
+__all__ = ["build_ixi_tumour_data", "build_ixi_tumour_splits", "ixi_tumour_dir", "paint_tumour", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: slice records carry brain_pixels
 DIAMETER_MM = (5.0, 60.0)
 HYPER_RATIO = (1.25, 1.6)
 HYPO_RATIO = (0.5, 0.75)
@@ -61,13 +63,29 @@ EDGE_SIGMA = 0.6
 SHELL_MM = 6.0
 MAX_DEPTH_MM = 8.0
 ROUGHNESS = 0.5
+#: the IXI splits (``common.data.ixi.fixed_split``) tumours can be painted into
+SPLITS = ("training", "validation")
 
 
-def ixi_tumour_dir(seed: int = 0, folder: str | Path | None = None, root: str | Path | None = None) -> Path:
+def _check_splits(splits: Sequence[str]) -> tuple[str, ...]:
+    splits = tuple(splits)
+    if not splits or len(set(splits)) != len(splits) or not set(splits) <= set(SPLITS):
+        raise ValueError(f"splits must be distinct names out of {SPLITS}, got {splits!r}")
+    return tuple(s for s in SPLITS if s in splits)
+
+
+def ixi_tumour_dir(
+    seed: int = 0,
+    folder: str | Path | None = None,
+    root: str | Path | None = None,
+    splits: Sequence[str] = ("validation",),
+) -> Path:
     """Folder :func:`build_ixi_tumour_data` writes for these arguments (built or not); next to the IXI build,
     whose name (a hash of the source files and options) it carries."""
     build = build_ixi_data(folder, root)
-    return build.parent / f"ixi-tumours-v{FORMAT_VERSION}-{build.name}-seed{int(seed)}"
+    splits = _check_splits(splits)
+    suffix = "" if splits == ("validation",) else "-" + "-".join(splits)
+    return build.parent / f"ixi-tumours-v{FORMAT_VERSION}-{build.name}-seed{int(seed)}{suffix}"
 
 
 def _noise_sigma(t1: np.ndarray, wm: np.ndarray) -> float:
@@ -188,19 +206,28 @@ def _subject_tumours(entry: dict, slices: list[dict], seed_sequence: np.random.S
 
 
 def build_ixi_tumour_data(
-    seed: int = 0, folder: str | Path | None = None, root: str | Path | None = None, force: bool = False
+    seed: int = 0,
+    folder: str | Path | None = None,
+    root: str | Path | None = None,
+    force: bool = False,
+    splits: Sequence[str] = ("validation",),
 ) -> Path:
-    """Paint two tumours (one hyper-, one hypointense) into each IXI validation subject and write every brain
-    slice; returns the folder (reused when complete unless ``force``). See the module docstring."""
+    """Paint two tumours (one hyper-, one hypointense) into each IXI subject of ``splits`` (default the
+    validation subjects: the detection benchmark's cases) and write every brain slice; returns the folder
+    (reused when complete unless ``force``). The validation subjects' tumours do not depend on ``splits``.
+    See the module docstring."""
     from monai.data import load_decathlon_datalist
 
+    splits = _check_splits(splits)
     build = build_ixi_data(folder, root)
-    target = ixi_tumour_dir(seed, folder, root)
-    volumes = load_decathlon_datalist(build / "datalist_3d.json", False, "validation")
-    slices_2d = load_decathlon_datalist(build / "datalist_2d.json", False, "validation")
+    target = ixi_tumour_dir(seed, folder, root, splits)
 
-    def write(staging: Path) -> None:
-        sequences = np.random.SeedSequence(int(seed)).spawn(len(volumes))
+    def write_split(staging: Path, split: str) -> tuple[list[dict], list[dict]]:
+        volumes = load_decathlon_datalist(build / "datalist_3d.json", False, split)
+        slices_2d = load_decathlon_datalist(build / "datalist_2d.json", False, split)
+        # validation keeps the seed's own sequence (the benchmark's tumours); other splits get their own
+        base = [int(seed)] if split == "validation" else [int(seed), SPLITS.index(split) + 1]
+        sequences = np.random.SeedSequence(base).spawn(len(volumes))
         entries, tumours = [], []
         for entry, sequence in zip(sorted(volumes, key=lambda e: e["subject"]), sequences):
             name = entry["subject"]
@@ -224,17 +251,23 @@ def build_ixi_tumour_data(
                     "subject": name,
                     "slice_z": z,
                     "tumour_pixels": int(arrays["label_tumour"][1][:, :, z].sum()),
+                    "brain_pixels": int(brain[:, :, z].sum()),
                 }
                 for key, (stem, array) in arrays.items():
                     path = out / "slices" / f"{name}_z{z:03d}_{stem}.nii.gz"
                     _save(np.ascontiguousarray(array[:, :, z]), affine @ _translation(z), path)
                     record[key] = str(path.relative_to(staging))
                 entries.append(record)
-        description = {"name": f"IXI validation subjects with synthetic tumours (seed {seed})", "kind": "2d"}
-        _write_json(staging / "datalist_2d.json", {**description, "validation": entries})
+        return entries, tumours
+
+    def write(staging: Path) -> None:
+        written = {split: write_split(staging, split) for split in splits}
+        description = {"name": f"IXI subjects with synthetic tumours (seed {seed})", "kind": "2d"}
+        _write_json(staging / "datalist_2d.json", {**description, **{k: v[0] for k, v in written.items()}})
         manifest = {
             "format_version": FORMAT_VERSION,
             "seed": int(seed),
+            "splits": list(splits),
             "source": str(build),
             "parameters": {
                 "diameter_mm": DIAMETER_MM,
@@ -246,11 +279,49 @@ def build_ixi_tumour_data(
                 "edge_sigma": EDGE_SIGMA,
                 "shell_mm": SHELL_MM,
             },
-            "tumours": tumours,
+            "tumours": [t for _, tumours in written.values() for t in tumours],
         }
         _write_json(staging / "manifest.json", manifest)
 
     return build_cached_folder(target, lambda out: (out / "manifest.json").exists(), write, force)
+
+
+def build_ixi_tumour_splits(
+    seed: int = 0,
+    selection_subjects: int = 4,
+    folder: str | Path | None = None,
+    root: str | Path | None = None,
+) -> Path:
+    """A folder holding one ``datalist_2d.json`` (absolute paths) of tumour-painted IXI slices in three
+    splits for models trained on lesion data (e.g. copy-paste pairs): ``training`` = the IXI training
+    subjects but the last ``selection_subjects`` by id, ``validation`` = those (model selection), ``test`` =
+    the IXI validation subjects, never trained on nor selected with."""
+    from .ixi import _id_order
+
+    if selection_subjects < 1:
+        raise ValueError(f"selection_subjects must be >= 1, got {selection_subjects}")
+    tumours = build_ixi_tumour_data(seed, folder, root, splits=SPLITS)
+    lists = json.loads((tumours / "datalist_2d.json").read_text("utf-8"))
+    for entries in (lists["training"], lists["validation"]):
+        for entry in entries:
+            entry.update({k: str(tumours / entry[k]) for k in ("image_tumour", "label_tumour", "brain", "image")})
+    subjects = sorted({e["subject"] for e in lists["training"]}, key=_id_order)
+    if selection_subjects >= len(subjects):
+        raise ValueError(f"selection_subjects={selection_subjects} leaves no training subject of {len(subjects)}")
+    selection = set(subjects[-selection_subjects:])
+    datalist = {
+        "name": f"IXI subjects with synthetic tumours (seed {seed}): training / model selection / test",
+        "kind": "2d",
+        "training": [e for e in lists["training"] if e["subject"] not in selection],
+        "validation": [e for e in lists["training"] if e["subject"] in selection],
+        "test": lists["validation"],
+    }
+    target = tumours.parent / f"{tumours.name}-splits{int(selection_subjects)}"
+
+    def write(staging: Path) -> None:
+        _write_json(staging / "datalist_2d.json", datalist)
+
+    return build_cached_folder(target, lambda out: (out / "datalist_2d.json").exists(), write)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from monai.losses import PatchAdversarialLoss
 from torch import nn
 
+from .perceptual import gram_matrix
+
 __all__ = [
     "ADVERSARIAL_CRITERIA",
     "discriminator_logits",
@@ -32,6 +34,7 @@ __all__ = [
     "DiscriminatorAdversarialLoss",
     "FeatureMatchingLoss",
     "DiscriminatorPerceptualLoss",
+    "DiscriminatorStyleLoss",
 ]
 
 ADVERSARIAL_CRITERIA = ("bce", "least_squares", "hinge")
@@ -161,8 +164,24 @@ class FeatureMatchingLoss(nn.Module):
             raise ValueError(f"{len(layers)} layers but {len(weights)} layer_weights.")
         loss = fake_feats[0].new_zeros(())
         for weight, i in zip(weights, layers):
-            loss = loss + weight * torch.mean(torch.abs(fake_feats[i] - real_feats[i].detach()))
+            loss = loss + weight * self.layer_distance(fake_feats[i], real_feats[i].detach())
         return loss
+
+    def layer_distance(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Distance of one layer's features: mean L1."""
+        return torch.mean(torch.abs(fake - real))
+
+
+class DiscriminatorStyleLoss(FeatureMatchingLoss):
+    """Style loss on discriminator features: mean L1 between the Gram matrices (normalised by C*H*W) of the
+    discriminator's intermediate activations of fake and real, over the same layers as the feature matching.
+
+    Shimosato & Ukita's style term (their Eq. 6 reuses the feature-matching activations): unlike a VGG style
+    loss it needs no pretrained network. Arguments as :class:`FeatureMatchingLoss`; 2-D features only.
+    """
+
+    def layer_distance(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        return torch.mean(torch.abs(gram_matrix(fake) - gram_matrix(real)))
 
 
 class DiscriminatorPerceptualLoss(FeatureMatchingLoss):

@@ -195,6 +195,10 @@ class RandCopyPasted(RandomizableTransform, MapTransform):
     (the sample data's lesions cover < 1 % of a 256x256 slice) then populate every mask-ratio bin of an
     evaluation (the object-removal paper's 0-10 ... 30-40 %); upscaling a small object also magnifies its
     texture (bilinear), so it is an evaluation device, not a realistic training object.
+
+    ``fit_tries``: draws of object and scale until one fits the target's region (default 1: an object that
+    does not fit is an error); more draws make a rejection sampler, so objects too large for a small target
+    are replaced by ones that fit (the share of large objects then falls a little on small targets).
     """
 
     def __init__(
@@ -214,6 +218,7 @@ class RandCopyPasted(RandomizableTransform, MapTransform):
         min_inside: float = 1.0,
         seed_key: str = "paste_seed",
         area_ratio_range: Sequence[float] | None = None,
+        fit_tries: int = 1,
     ) -> None:
         MapTransform.__init__(self, [target_key, source_key, source_mask_key])
         RandomizableTransform.__init__(self, prob=1.0)
@@ -242,7 +247,9 @@ class RandCopyPasted(RandomizableTransform, MapTransform):
             int(min_object_pixels),
             tuple(float(s) for s in scale_range),
         )
-        self.min_inside, self.seed_key = float(min_inside), seed_key
+        if fit_tries < 1:
+            raise ValueError(f"fit_tries must be >= 1, got {fit_tries}.")
+        self.min_inside, self.seed_key, self.fit_tries = float(min_inside), seed_key, int(fit_tries)
         self.area_ratio_range = (
             None if area_ratio_range is None else tuple(float(r) for r in area_ratio_range)
         )
@@ -295,15 +302,20 @@ class RandCopyPasted(RandomizableTransform, MapTransform):
         rng = self.R if seed is None else np.random.RandomState(int(seed))
         target, source = to_numpy(d[self.target_key]), to_numpy(d[self.source_key])
         mask = _check_object(source, to_numpy(d[self.source_mask_key]), "source")
-        source, mask = self._cut(rng, source.astype(np.float32), mask, target.shape[1:])
         region = to_numpy(d[self.region_key]) if self.region_key else None
-        fits = paste_locations(mask, target.shape[1:], region, self.min_inside)
-        candidates = np.argwhere(fits)
-        if not len(candidates):
+        source_image = source.astype(np.float32)
+        for _ in range(self.fit_tries):
+            source, object_mask = self._cut(rng, source_image, mask, target.shape[1:])
+            candidates = np.argwhere(paste_locations(object_mask, target.shape[1:], region, self.min_inside))
+            if len(candidates):
+                break
+        else:
             raise ValueError(
                 f"the object cannot be pasted with {self.min_inside:.0%} of it inside the target's "
-                f"'{self.region_key}' region; lower min_inside or pair it with a larger target."
+                f"'{self.region_key}' region in {self.fit_tries} draw(s); lower min_inside, raise fit_tries "
+                "or pair it with a larger target."
             )
+        mask = object_mask
         top, left = candidates[rng.randint(len(candidates))]
         blend = self.blend if self.blend != "random" else BLEND_MODES[rng.randint(2)]
         image, pasted = paste_object(target, source, mask, (top, left), blend, self.sigma)

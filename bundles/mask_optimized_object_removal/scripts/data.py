@@ -32,15 +32,23 @@ __all__ = [
 
 
 def copy_paste_pairs(
-    dataset_dir: str, split: str, seed: int | None, limit: int | None = None, min_object_pixels: int = 16
+    dataset_dir: str,
+    split: str,
+    seed: int | None,
+    limit: int | None = None,
+    min_object_pixels: int = 16,
+    min_brain_pixels: int = 0,
 ) -> list[dict]:
     """Copy-paste pairs of a split of the sample cohort's 2D datalist (lesions/masses of one subject on other
     subjects' healthy slices at the same level; ``seed`` fixes pairs and pasting for validation/test).
 
     A source qualifies by its largest connected object (>= ``min_object_pixels``, what ``RandCopyPasted``
     can cut), not by the label's total pixel count: scattered MS lesions may sum past it with no single
-    lesion that large."""
+    lesion that large. ``limit``: that many pairs, evenly spaced over the list. ``min_brain_pixels``: only
+    slices whose ``brain_pixels`` reach it (entries without the count are kept), so that large objects fit
+    inside the brain of the target."""
     entries = load_decathlon_datalist(f"{dataset_dir}/datalist_2d.json", False, split, base_dir=dataset_dir)
+    entries = [e for e in entries if e.get("brain_pixels", min_brain_pixels) >= min_brain_pixels]
     for entry in entries:
         for _, label_key, count_key in DEFAULT_MEDICAL_OBJECTS:
             if entry.get(count_key, 0) >= min_object_pixels:
@@ -48,7 +56,10 @@ def copy_paste_pairs(
                 components = object_components(np.squeeze(label))
                 entry[count_key] = int(components[0].sum()) if components else 0
     pairs = copy_paste_datalist(entries, seed=seed, min_object_pixels=min_object_pixels)
-    return pairs[:limit] if limit else pairs
+    if not limit or limit >= len(pairs):
+        return pairs
+    # evenly spaced over the list (ordered by subject and level), so N pairs span the subjects, not the first one
+    return [pairs[i] for i in np.linspace(0, len(pairs) - 1, limit).round().astype(int)]
 
 
 def inference_datalist(dataset_dir: str, split: str = "test") -> list[dict]:

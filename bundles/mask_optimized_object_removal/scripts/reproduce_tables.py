@@ -14,10 +14,15 @@ is skipped when its output exists, so an interrupted run resumes:
 
 Every number is binned by mask ratio (``evaluate.json``)::
 
-    python bundles/mask_optimized_object_removal/scripts/reproduce_tables.py [--quick] [--output_dir DIR]
+    python bundles/mask_optimized_object_removal/scripts/reproduce_tables.py [--quick] [--data ixi|sample]
+        [--seeds 0 1 2] [--output_dir DIR] [--work_dir DIR]
 
 writes ``<output_dir>/table{1..5}_*.md`` + ``.csv`` (ours, ± sd over seeds, beside the paper's numbers, one
-verdict per claim) and the Table II and IV PNG panels; runs, logs and checkpoints go to ``--work_dir``.
+verdict per claim) and the Table II and IV PNG panels; runs, logs and checkpoints go to ``--work_dir``, each
+stage's wall time to ``<work_dir>/seed<k>/stage_wall_s.json`` (the tables report their sum as the run time, so
+seeds run as separate processes are counted). ``--data ixi`` (default): copy-paste pairs of synthetic tumours
+painted into the real IXI T1 slices (``configs/ixi_pairs.json``, needs ``../shared/data/ixi_t1_2mm``);
+``--data sample``: the bundle's synthetic sample cohort.
 """
 
 from __future__ import annotations
@@ -31,16 +36,32 @@ from pathlib import Path
 
 BUNDLE = Path(__file__).resolve().parents[1]
 REPO = BUNDLE.parents[1]
-#: the README's Table V runs: train objects rescaled like the test objects (1-40 % of the image)
-FULL = {"pretrain_epochs": 10, "max_epochs": 5, "train_limit": 48, "area_ratio_range": "[0.01,0.4]", "min_inside": 0.5}
-QUICK = {**FULL, "pretrain_epochs": 1, "max_epochs": 1, "train_limit": 16}
-SCALES = {"full": (FULL, [0, 1, 2], [12, 24, 48]), "quick": (QUICK, [0], [8])}
+#: train objects rescaled like the test objects (1-40 % of the image); model selection on 32 fixed pairs
+FULL = {
+    "pretrain_epochs": 10, "max_epochs": 5, "train_limit": 192, "validate_limit": 32,
+    "area_ratio_range": "[0.01,0.4]", "min_inside": 0.5,
+}  # fmt: skip
+QUICK = {**FULL, "pretrain_epochs": 1, "max_epochs": 1, "train_limit": 16, "validate_limit": 4}
+SCALES = {"full": (FULL, [0, 1, 2], [24, 48, 96]), "quick": (QUICK, [0], [8])}
 ALPHAS = (0.01, 0.03, 0.05, 0.07)
 EXPANDS = (-2, 0, 2, 4, 6, 8)  # evaluate.json's expand_sweep
-DATA = (
-    "copy-paste pairs of the bundle's synthetic sample cohort (common.data: lesions pasted into 64x64 brain "
-    "slices, objects rescaled to 1-40 % of the slice); the 30 fixed seeded test pairs"
-)
+#: --data: (extra config merged after train.json + quick.json, what the tables' "data" line says, short name)
+DATA = {
+    "ixi": (
+        "ixi_pairs.json",
+        "copy-paste pairs on real brain MR: synthetic tumours (common.data.build_ixi_tumour_splits, seed 0) of one "
+        "IXI subject pasted onto another's healthy skull-stripped 2 mm T1 slice at the same level, objects "
+        "rescaled to 1-40 % of the slice (padded to 128x128, resized to 64x64); training on 26 IXI training "
+        "subjects, model selection on the other 4, test: every fixed seeded pair of the 4 IXI validation subjects",
+        "IXI pairs",
+    ),
+    "sample": (
+        None,
+        "copy-paste pairs of the bundle's synthetic sample cohort (common.data: lesions pasted into 64x64 brain "
+        "slices, objects rescaled to 1-40 % of the slice); the fixed seeded test pairs",
+        "sample-cohort pairs",
+    ),
+}
 BINS = ("0-10%", "10-20%", "20-30%", "30-40%")
 # The paper's numbers (PSNR per bin, SSIM per bin), quoted from its tables.
 PAPER_TABLE1 = {  # Table I: mask size variation d (px)
@@ -92,13 +113,18 @@ def evaluation(out: Path, name: str, segmenter: Path, inpainter: Path, source: s
 
 
 def stages(
-    out: Path, scale: Mapping, alphas: Sequence[float] = ALPHAS, finetune: Sequence[int] = (8,)
+    out: Path,
+    scale: Mapping,
+    alphas: Sequence[float] = ALPHAS,
+    finetune: Sequence[int] = (8,),
+    data: str = "ixi",
 ) -> list[tuple[str, Path, list[str]]]:
     """(name, output file that marks it done, ``monai.bundle run`` arguments) of every stage, in order."""
     from common.reproduction import configs_arg
 
-    train = configs_arg(BUNDLE, "train.json", "quick.json")
-    evaluate = configs_arg(BUNDLE, "train.json", "quick.json", "evaluate.json")
+    extra = [DATA[data][0]] if DATA[data][0] else []
+    train = configs_arg(BUNDLE, "train.json", "quick.json", *extra)
+    evaluate = configs_arg(BUNDLE, "train.json", "quick.json", *extra, "evaluate.json")
     seg, inp_obj, inp_rnd = out / "segmenter.pt", out / "inpainter.pt", out / "random_masks" / "inpainter.pt"
     run = [
         ("pretrain segmenter", seg, ["pretrain_segmenter", "--output_dir", str(out), *scale_args(scale)]),
@@ -175,11 +201,13 @@ def write_table2_pipelines(out: Path) -> None:
         torch.save(pipeline_state(out / "segmenter.pt", inpainter), out / "table2" / f"pipeline_{masks}_masks.pt")
 
 
-def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int]) -> None:
-    """Every stage of one seed not yet done, each logged to ``<out>/logs``; stops at the first failure."""
+def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int], data: str) -> None:
+    """Every stage of one seed not yet done, each logged to ``<out>/logs`` and its wall time recorded in
+    ``<out>/stage_wall_s.json``; stops at the first failure."""
     from common.reproduction import run_monai_bundle
 
-    for name, done, run_args in stages(out, scale, ALPHAS, finetune):
+    walls = out / "stage_wall_s.json"
+    for name, done, run_args in stages(out, scale, ALPHAS, finetune, data):
         if done.exists():
             print(f"[done] {name}: {done}", flush=True)
             continue
@@ -193,6 +221,8 @@ def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int]) ->
             print(f"[FAILED] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
             raise SystemExit(f"stage '{name}' failed: {error}") from error
         print(f"[ok] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
+        recorded = json.loads(walls.read_text(encoding="utf-8")) if walls.exists() else {}
+        walls.write_text(json.dumps({**recorded, name: round(time.time() - start, 1)}, indent=1), encoding="utf-8")
         if name.endswith("panel"):
             (done.parent / done.stem.split("_")[0] / "panel.png").replace(done)
 
@@ -243,12 +273,23 @@ def psnr_all(runs: Mapping[str, Sequence[dict]], row: str) -> list[float]:
     return [r["all"]["psnr"] for r in runs.get(row, [])]
 
 
-def build_tables(runs: Mapping[str, Sequence[dict]], info: Mapping, out: Path, finetune: Sequence[int]) -> list:
+def bin_counts(results: Sequence[dict]) -> str:
+    """'test images per bin a / b / c / d of n' of one evaluation's results (empty when not recorded)."""
+    if not results or "count" not in results[0]:
+        return ""
+    counts, total = results[0]["count"], len(results[0].get("images", []))
+    return f"; test images per bin {' / '.join(str(counts.get(b, 0)) for b in BINS)} of {total}"
+
+
+def build_tables(
+    runs: Mapping[str, Sequence[dict]], info: Mapping, out: Path, finetune: Sequence[int], data: str = "ixi"
+) -> list:
     """Tables I-V (md + CSV) with the paper's numbers and one verdict per claim; returns the markdown files."""
     from common.reproduction import cell, order_verdict, write_table
 
-    note = ("Ours: PSNR/SSIM over the whole image, mean per mask-ratio bin; ± is the sd over seeds; "
-            "images per bin 4 / 9 / 9 / 7 of 30 (one above 40 %, counted in 'all' only).")  # fmt: skip
+    note = ("Ours: PSNR/SSIM over the whole image, mean per mask-ratio bin (the true mask's share of the image); "
+            f"± is the sd over seeds{bin_counts(runs.get('alpha 0.03', []))}; 'all' includes the pairs above "
+            "40 %.")  # fmt: skip
     written = []
     sweep = {d: f"d = {d:+d} px" for d in EXPANDS}
     rows = [r for d, key in sweep.items() for r in bin_rows(f"d = {d:+d} px", runs.get(key, []), PAPER_TABLE1[d])]
@@ -289,8 +330,8 @@ def build_tables(runs: Mapping[str, Sequence[dict]], info: Mapping, out: Path, f
         {f"fine-tuning improves on the random-mask inpainter (paper: in every bin); ours N = {max(finetune)}":
             order_verdict({"fine-tuned": psnr_all(runs, largest), "N = 0": psnr_all(runs, "table2_random_hint")},
                           ["fine-tuned", "N = 0"])},
-        [note, "Paper N is in thousands of COCO pairs; ours in pairs of the sample cohort, same epochs as "
-               "pretraining (fewer pairs: fewer iterations)."],
+        [note, f"Paper N is in thousands of COCO pairs; ours in {DATA[data][2]}, same epochs as pretraining "
+               "(fewer pairs: fewer iterations)."],
     ))  # fmt: skip
     rows = [
         {"alpha": f"{a:g}", "PSNR ours": cell(psnr_all(runs, f"alpha {a:g}"), 2),
@@ -305,7 +346,7 @@ def build_tables(runs: Mapping[str, Sequence[dict]], info: Mapping, out: Path, f
         {f"alpha 0.03 beats alpha {a:g} (paper: 30.87 vs {PAPER_TABLE4[a][0]:.2f} dB)":
             order_verdict({k: psnr_all(runs, f"alpha {k:g}") for k in (0.03, a)}, [0.03, a])
          for a in ALPHAS if a != 0.03},
-        ["Ours: mean over the 30 test pairs (the paper: mean of all mask ratios)."],
+        ["Ours: mean over all test pairs (the paper: mean of all mask ratios)."],
     ))  # fmt: skip
     lpips_present = "lpips" in runs["alpha 0.03"][0]["mean"]
     metrics = ("psnr", "ssim", "lpips") if lpips_present else ("psnr", "ssim")
@@ -335,6 +376,9 @@ def build_tables(runs: Mapping[str, Sequence[dict]], info: Mapping, out: Path, f
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 epoch per stage, 16 pairs, one seed (minutes)")
+    parser.add_argument("--data", choices=sorted(DATA), default="ixi",
+                        help="ixi (default): tumours pasted into real IXI T1 slices; sample: the synthetic cohort")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (0 with --quick)")
     parser.add_argument("--output_dir", type=Path, default=None,
                         help="the tables; default docs/results (docs/results/quick with --quick)")
     parser.add_argument("--work_dir", type=Path, default=None,
@@ -343,18 +387,29 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     sys.path.insert(0, str(REPO))  # common/, when run as a file from a clone
     from common.reproduction import provenance
 
+    if args.data == "ixi":
+        from common.data.ixi import IXI_DIR_ENV, default_ixi_dir
+
+        if not (default_ixi_dir() / "t1").is_dir():
+            raise SystemExit(f"--data ixi needs the IXI T1 set at {default_ixi_dir()} (set {IXI_DIR_ENV}), "
+                             "or run --data sample")  # fmt: skip
     scale, seeds, finetune = SCALES["quick" if args.quick else "full"]
+    seeds = args.seeds or seeds
     out = args.output_dir or BUNDLE / "docs" / "results" / ("quick" if args.quick else "")
     work = (args.work_dir or BUNDLE / "eval" / ("reproduce_tables_quick" if args.quick else "reproduce_tables"))
     start = time.time()
     seed_dirs = [work.resolve() / f"seed{seed}" for seed in seeds]
     for seed, folder in zip(seeds, seed_dirs):
-        run_stages(folder, scale, seed, finetune)
+        run_stages(folder, scale, seed, finetune, args.data)
     runs = read_runs(seed_dirs, finetune)
-    scale_text = (f"{'quick' if args.quick else 'full'} (quick.json networks at 64x64, random VGG16 features; "
-                  + ", ".join(f"{k} {v}" for k, v in scale.items()) + f"; fine-tuning N = {list(finetune)})")
-    info = provenance(REPO, scale_text, DATA, seeds, time.time() - start)  # fmt: skip
-    written = build_tables(runs, info, out, finetune)
+    scale_text = (f"{'quick' if args.quick else 'full'} (quick.json networks at 64x64, style loss on the image "
+                  "discriminator's features; " + ", ".join(f"{k} {v}" for k, v in scale.items())
+                  + f"; fine-tuning N = {list(finetune)})")  # fmt: skip
+    info = provenance(REPO, scale_text, DATA[args.data][1], seeds, time.time() - start)
+    stage_s = sum(sum(json.loads((d / "stage_wall_s.json").read_text(encoding="utf-8")).values())
+                  for d in seed_dirs if (d / "stage_wall_s.json").exists())  # fmt: skip
+    info["run time"] = f"{stage_s / 60:.1f} min (sum of every stage's wall time, all seeds)"
+    written = build_tables(runs, info, out, finetune, args.data)
     for panel in ("table2_panel.png", "table4_panel.png"):
         (out / panel).write_bytes((seed_dirs[0] / panel).read_bytes())
     for path in written:
