@@ -154,6 +154,30 @@ def test_transform_keeps_metadata_and_pastes_inside_the_region():
         transform(data)
 
 
+def test_fit_tries_redraw_an_object_that_does_not_fit_the_region():
+    """Components of 9 and 16 px, a 3x3 region, whole objects inside: only the 9 px one fits."""
+    data = pair(size=20)
+    data["source_mask"][0, 12:16, 12:16] = 1
+    data["region"] = torch.zeros((1, 20, 20))
+    data["region"][0, 8:11, 8:11] = 1
+    failed = 0
+    for seed in range(12):
+        once = RandCopyPasted(region_key="region", min_object_pixels=1)
+        once.set_random_state(seed)
+        try:
+            once(data)
+        except ValueError as error:
+            assert "in 1 draw(s)" in str(error)
+            failed += 1
+        redraw = RandCopyPasted(region_key="region", min_object_pixels=1, fit_tries=20)
+        redraw.set_random_state(seed)
+        mask = redraw(data)["mask"]
+        assert int(mask.sum()) == 9 and torch.equal(mask, data["region"])
+    assert 0 < failed < 12, "one draw picks the 16 px object for some seeds only"
+    with pytest.raises(ValueError, match="fit_tries"):
+        RandCopyPasted(fit_tries=0)
+
+
 def test_scale_range_rescales_the_object():
     transform = RandCopyPasted(min_object_pixels=1, scale_range=(2.0, 2.0))
     out = transform(pair(size=24))

@@ -163,3 +163,34 @@ def test_real_t1_search_route_segments_a_synthetic_tumour_on_a_real_slice(built,
     pred = np.asarray(nib.load(next(tmp_path.rglob(f"{stem}_pred.nii.gz"))).dataobj) > 0
     truth = np.asarray(nib.load(folder / entry["label_tumour"]).dataobj) > 0
     assert 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) > 0.5
+
+
+@needs_ixi
+def test_tumour_splits_keep_the_test_subjects_out_of_training_and_model_selection(built):
+    """Object removal's real-MR pairs: training / model selection from the IXI training subjects, test = the
+    IXI validation subjects with the very tumours of the detection benchmark."""
+    import re
+
+    from common.data import build_ixi_tumour_splits
+
+    folder = build_ixi_tumour_splits(seed=0, selection_subjects=4)
+    lists = json.loads((folder / "datalist_2d.json").read_text("utf-8"))
+    subjects = {k: {e["subject"] for e in lists[k]} for k in ("training", "validation", "test")}
+    split = fixed_split()
+    by_id = sorted(split["training"], key=lambda s: int(re.match(r"IXI(\d+)", s).group(1)))
+    assert subjects["test"] == set(split["validation"])
+    assert subjects["validation"] == set(by_id[-4:])
+    assert subjects["training"] == set(by_id[:-4])
+    entry = next(e for e in lists["training"] if e["tumour_pixels"] > 0)
+    assert set(entry) == KEYS and all(Path(entry[k]).is_absolute() for k in ("image", "brain", "label_tumour"))
+    assert entry["brain_pixels"] == int((np.asarray(nib.load(entry["brain"]).dataobj) > 0).sum())
+    assert entry["tumour_pixels"] == int(np.asarray(nib.load(entry["label_tumour"]).dataobj).sum())
+    benchmark, _ = built
+    for test in lists["test"][::25]:  # the same tumour slices as the validation-only build
+        name = Path(test["image_tumour"]).name
+        same = np.asarray(nib.load(benchmark / "subjects" / test["subject"] / "slices" / name).dataobj)
+        np.testing.assert_array_equal(np.asarray(nib.load(test["image_tumour"]).dataobj), same)
+    with pytest.raises(ValueError, match="splits"):
+        from common.data.ixi_tumours import build_ixi_tumour_data
+
+        build_ixi_tumour_data(seed=0, splits=("test",))

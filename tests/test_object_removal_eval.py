@@ -13,7 +13,7 @@ from harness import config_list, run_bundle
 from ignite.engine import Engine
 from monai.bundle import ConfigParser
 from monai.networks.nets import BasicUNet
-from monai.transforms import SaveImaged
+from monai.transforms import Compose, SaveImaged
 from scipy import ndimage
 
 from common.bundle_scripts import load_bundle_scripts
@@ -105,6 +105,26 @@ def test_copy_paste_pairs_ignore_sources_without_one_large_enough_object(tmp_pat
     assert entries[0]["ms_pixels"] == 20  # subject a: 2 lesions of 10 px
     assert {p["source_subject"] for p in pairs} == {"b"}  # a's lesions are too small, c has none
     assert {p["subject"] for p in pairs} == {"a", "c"}
+
+
+def test_copy_paste_pairs_limit_spans_the_list_and_small_brains_are_left_out(tmp_path):
+    entries = []
+    for k, subject in enumerate("abcde"):
+        label = np.zeros((16, 16), np.float32)
+        label[4:9, 4:9] = 1
+        nib.save(nib.Nifti1Image(label, np.eye(4)), tmp_path / f"{subject}_ms.nii.gz")
+        nib.save(nib.Nifti1Image(np.ones((16, 16), np.float32), np.eye(4)), tmp_path / f"{subject}.nii.gz")
+        entries.append({"subject": subject, "slice_z": 0, "image": f"{subject}.nii.gz", "brain": f"{subject}.nii.gz",
+                        "image_ms": f"{subject}.nii.gz", "label_ms": f"{subject}_ms.nii.gz", "ms_pixels": 25,
+                        "tumour_pixels": 0, "brain_pixels": 100 * k})  # fmt: skip
+    (tmp_path / "datalist_2d.json").write_text(json.dumps({"test": entries}), encoding="utf-8")
+    pairs = bundle_data.copy_paste_pairs(str(tmp_path), "test", seed=0)
+    assert [p["subject"] for p in pairs] == list("abcde")
+    spread = bundle_data.copy_paste_pairs(str(tmp_path), "test", seed=0, limit=3)
+    assert [p["subject"] for p in spread] == ["a", "c", "e"]  # evenly spaced, not the first three
+    assert spread[1] == pairs[2]  # the same pair and paste seed as without the limit
+    large = bundle_data.copy_paste_pairs(str(tmp_path), "test", seed=0, min_brain_pixels=200)
+    assert {p["subject"] for p in large} == {"c", "d", "e"} >= {p["source_subject"] for p in large}
 
 
 # --- pipeline: eroded / dilated masks, the hint as mask ---------------------------------------------------
@@ -283,6 +303,13 @@ def test_reproduce_tables_stages_wire_the_ablations():
     assert finetune[finetune.index("--init_inpainter") + 1] == str(out / "random_masks" / "inpainter.pt")
     assert finetune[finetune.index("--train_limit") + 1] == "5"
     assert stages["evaluate Table I expand sweep"][1][0] == "evaluate_expand_sweep"
+    for name, (_, args) in stages.items():  # --data ixi (default): every stage on the IXI pairs
+        configs = args[args.index("--config_file") + 1]
+        assert "ixi_pairs.json" in configs and configs.endswith('evaluate.json"]') == name.startswith(
+            ("evaluate", "Table")
+        )
+    sample = reproduce_tables.stages(out, {"max_epochs": 1}, [0.01], finetune=[5], data="sample")
+    assert not any("ixi_pairs.json" in " ".join(args) for _, _, args in sample)
 
 
 # --- inference.json: what MONAI Label feeds the network ---------------------------------------------------
@@ -345,3 +372,28 @@ def test_evaluation_needs_neither_the_training_loss_nor_its_folders(tmp_path):
     assert len(results["images"]) == 2 and {"psnr", "ssim", "mae", "psnr_hole"} <= set(results["all"])
     assert (output / "metrics.csv").is_file()
     assert not [p for p in tmp_path.rglob("*") if p.is_dir() and p.name in ("tensorboard", "models")]
+
+
+@pytest.mark.skipif(
+    not (__import__("common.data.ixi", fromlist=["x"]).default_ixi_dir() / "t1").is_dir(),
+    reason="IXI T1 set not found (../shared/data/ixi_t1_2mm or MEDINPAINT_IXI_DIR; CI has it)",
+)
+def test_ixi_pairs_paste_tumours_into_real_slices_kept_square_and_split_by_subject():
+    from common.data.ixi import fixed_split
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / c) for c in ("train.json", "quick.json", "ixi_pairs.json")])
+    parser.update({"bundle_root": str(BUNDLE)})
+    train, selection = parser.get_parsed_content("train#datalist"), parser.get_parsed_content("validate#datalist")
+    parser.read_config([str(BUNDLE / "configs" / c) for c in ("train.json", "ixi_pairs.json", "evaluate.json")])
+    parser.update({"bundle_root": str(BUNDLE)})
+    test = parser.get_parsed_content("validate#datalist")
+    subjects = [{p["subject"] for p in pairs} | {p["source_subject"] for p in pairs} for pairs in (train, selection)]
+    assert not subjects[0] & subjects[1] and subjects[0] | subjects[1] <= set(fixed_split()["training"])
+    assert {p["subject"] for p in test} | {p["source_subject"] for p in test} <= set(fixed_split()["validation"])
+    assert len(train) == 16  # quick.json's train_limit
+    entry = parser.get_parsed_content("preprocessing")(test[0])
+    assert entry["image"].shape == entry["clean"].shape == (1, 256, 256)  # train.json's spatial_size
+    loaded = Compose(parser.get_parsed_content("preprocessing#transforms")[:3])(test[0])
+    assert loaded["target"].shape == loaded["region"].shape == (1, 120, 120)  # padded square: 90x120 keeps its aspect
+    assert int(loaded["region"].sum()) >= 3000  # ixi_pairs.json's min_brain_pixels

@@ -51,8 +51,9 @@ DATA = {
         "ixi_pairs.json",
         "copy-paste pairs on real brain MR: synthetic tumours (common.data.build_ixi_tumour_splits, seed 0) of one "
         "IXI subject pasted onto another's healthy skull-stripped 2 mm T1 slice at the same level, objects "
-        "rescaled to 1-40 % of the slice (padded to 128x128, resized to 64x64); training on 26 IXI training "
-        "subjects, model selection on the other 4, test: every fixed seeded pair of the 4 IXI validation subjects",
+        "rescaled to 1-40 % of the slice (padded to 120x120, resized to 64x64), slices with >= 3000 brain pixels; "
+        "training on 26 IXI training subjects, model selection on the other 4, test: every fixed seeded pair of "
+        "the 4 IXI validation subjects",
         "IXI pairs",
     ),
     "sample": (
