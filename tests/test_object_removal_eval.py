@@ -397,3 +397,43 @@ def test_ixi_pairs_paste_tumours_into_real_slices_kept_square_and_split_by_subje
     loaded = Compose(parser.get_parsed_content("preprocessing#transforms")[:3])(test[0])
     assert loaded["target"].shape == loaded["region"].shape == (1, 120, 120)  # padded square: 90x120 keeps its aspect
     assert int(loaded["region"].sum()) >= 3000  # ixi_pairs.json's min_brain_pixels
+
+
+class _FixedMaskPipeline(torch.nn.Module):
+    """Chooses the true mask dilated to 2x its area (rows 2-5 for a rows 2-3 object) and fills it with ``fill``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fill = torch.nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, x, details=False):
+        selected = torch.zeros_like(x[:, 1:])
+        selected[..., 2:6, 2:6] = 1
+        pred = x[:, :1] * (1 - selected) + self.fill * selected
+        return {"pred": pred, "selected": selected} if details else pred
+
+
+def test_mask_diagnostics_scores_the_chosen_mask_against_the_object_and_the_object_left_in(tmp_path):
+    clean = torch.zeros(1, 8, 8)
+    image, mask = clean.clone(), torch.zeros(1, 8, 8)
+    image[0, 2:4, 2:6], mask[0, 2:4, 2:6] = 0.5, 1  # an 8-pixel object of 0.5 on a black slice
+    model = _FixedMaskPipeline()
+    torch.save({"fill": torch.tensor(0.25)}, tmp_path / "fill.pt")
+    path = bundle_eval.mask_diagnostics(model, {"fill 0.25": str(tmp_path / "fill.pt")},
+                                        [{"image": image, "clean": clean, "mask": mask}], str(tmp_path))  # fmt: skip
+    rows = json.loads((tmp_path / "mask_diagnostics.json").read_text(encoding="utf-8"))["rows"]
+    assert rows["object left in"]["psnr"] == pytest.approx(10 * math.log10(64 / (8 * 0.25)))  # 8 px off by 0.5
+    # 16 chosen pixels filled with 0.25 where the truth is 0: MSE = 16 * 0.0625 / 64
+    assert rows["fill 0.25"] == pytest.approx(
+        {"psnr": 10 * math.log10(64 / (16 * 0.0625)), "recall": 1.0, "precision": 0.5, "area": 2.0, "missed": 0.0}
+    )
+    assert "| fill 0.25 | 18.06 | 1.00 | 0.50 | 2.00 | 0.00 |" in path.read_text(encoding="utf-8")
+
+
+def test_stage_times_count_overlapping_seeds_once_and_sum_their_work(tmp_path):
+    for seed, stages in {0: {"a": (10.0, 110.0), "b": (20.0, 130.0)}, 1: {"a": (30.0, 125.0), "c": (5.0, 500.0)}}.items():
+        (tmp_path / f"seed{seed}").mkdir()
+        records = {name: {"wall_s": wall, "end": end} for name, (wall, end) in stages.items()}
+        (tmp_path / f"seed{seed}" / "stage_wall_s.json").write_text(json.dumps(records), encoding="utf-8")
+    # intervals [100, 110], [110, 130], [95, 125], [495, 500]: union 35 + 5 s; work 65 s
+    assert reproduce_tables.stage_times([tmp_path / "seed0", tmp_path / "seed1"]) == (pytest.approx(40.0), 65.0)

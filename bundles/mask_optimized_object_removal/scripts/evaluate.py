@@ -1,4 +1,5 @@
-"""Evaluation of object removal: metrics binned by mask ratio, the dilation/erosion sweep and the PNG panel.
+"""Evaluation of object removal: metrics binned by mask ratio, the dilation/erosion sweep, the PNG panel and
+the chosen-mask diagnostics.
 
 The paper reports its metrics per mask-ratio bin (0-10, 10-20, 20-30, 30-40 % of the image). The binning is
 ``.binning.MaskRatioBinnedMetric``; it cannot be a MONAI metric handler in this evaluator:
@@ -34,6 +35,7 @@ __all__ = [
     "comparison_table",
     "expand_sweep",
     "markdown_table",
+    "mask_diagnostics",
     "optional_lpips",
     "write_panel",
 ]
@@ -221,8 +223,9 @@ def write_panel(
     count: int = 4,
     device: str | torch.device = "cpu",
 ) -> Path:
-    """PNG panel, one row per test pair: input with the object, true mask, then for every model (label ->
-    checkpoint of the whole pipeline) its chosen mask and its output, then the truth (object-free image).
+    """PNG panel, one row per test pair (``count`` pairs evenly spaced over ``dataset``): input with the object,
+    true mask, then for every model (label -> checkpoint of the whole pipeline) its chosen mask and its output,
+    then the truth (object-free image).
 
     Models are copies of ``network`` with each checkpoint loaded; the hint is the true mask, as in evaluation.
     """
@@ -231,12 +234,9 @@ def write_panel(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = {}
-    for label, ckpt in checkpoints.items():
-        model = copy.deepcopy(network).to(device).eval()
-        model.load_state_dict(read_state_dict(ckpt, map_location="cpu"))
-        models[label] = model
-    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    models = _load_models(network, checkpoints, device)
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
+    items = [dataset[int(i)] for i in picks]  # spread over the test set (its subjects and levels)
     columns = 3 + 2 * len(models)
     fig, axes = plt.subplots(len(items), columns, figsize=(2.2 * columns, 2.3 * len(items)), squeeze=False)
     for row, item in zip(axes, items):
@@ -258,3 +258,78 @@ def write_panel(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def _load_models(network: torch.nn.Module, checkpoints: Mapping[str, str], device) -> dict[str, torch.nn.Module]:
+    """label -> a copy of ``network`` in eval mode with that checkpoint (a whole-pipeline state dict) loaded."""
+    models = {}
+    for label, ckpt in checkpoints.items():
+        model = copy.deepcopy(network).to(device).eval()
+        model.load_state_dict(read_state_dict(ckpt, map_location="cpu"))
+        models[label] = model
+    return models
+
+
+def _psnr(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    """Whole-image PSNR of images in [0, 1] (max 1), as ``common.metrics.PSNRMetric`` in evaluate.json."""
+    return float(10.0 * torch.log10(1.0 / torch.mean((pred - truth) ** 2)))
+
+
+def mask_diagnostics(
+    network: torch.nn.Module,
+    checkpoints: Mapping[str, str],
+    dataset: Sequence[Mapping],
+    output_dir: str,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """What each model's chosen mask does to the object, over every test pair (hint = the true mask, as in
+    evaluation): mean recall (share of the object's pixels inside the chosen mask), precision, chosen / true
+    area, the share of pairs whose chosen mask misses over half of the object, and the whole-image PSNR; plus
+    the row "object left in" (the input itself scored against the truth), the PSNR of removing nothing.
+
+    Why: a segmenter trained end to end through a weak inpainter can score by keeping the object (its pixels
+    are closer to the truth than a poor fill); the mask expansion loss forbids that, so the two PSNRs alone do not
+    say which model removes the object. Writes ``<output_dir>/mask_diagnostics.json`` and ``.md``.
+    """
+    models = _load_models(network, checkpoints, device)
+    rows: dict[str, dict[str, list[float]]] = {"object left in": {"psnr": []}}
+    rows.update({label: {k: [] for k in ("psnr", "recall", "precision", "area", "missed")} for label in models})
+    for item in (dataset[i] for i in range(len(dataset))):
+        image, clean, mask = (torch.as_tensor(item[k]).float() for k in ("image", "clean", "mask"))
+        true = mask[0] > 0.5
+        rows["object left in"]["psnr"].append(_psnr(image, clean))
+        x = torch.cat([image, mask], dim=0)[None].to(device)
+        for label, model in models.items():
+            with torch.no_grad():
+                out = model(x, details=True)
+            chosen = out["selected"][0, 0].cpu() > 0.5
+            hit = float((chosen & true).sum())
+            recall = hit / max(float(true.sum()), 1.0)
+            values = {
+                "psnr": _psnr(out["pred"][0].cpu(), clean),
+                "recall": recall,
+                "precision": hit / max(float(chosen.sum()), 1.0),
+                "area": float(chosen.sum()) / max(float(true.sum()), 1.0),
+                "missed": float(recall < 0.5),
+            }
+            for key, value in values.items():
+                rows[label][key].append(value)
+    results = {
+        "pairs": len(dataset),
+        "rows": {label: {k: float(np.mean(v)) for k, v in row.items()} for label, row in rows.items()},
+    }
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "mask_diagnostics.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    lines = [
+        f"| model ({results['pairs']} test pairs) | PSNR | recall | precision | chosen / true area | misses > half |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, row in results["rows"].items():
+        cells = [f"{row['psnr']:.2f}"] + [
+            _fmt(row[k], 2) if k in row else "–" for k in ("recall", "precision", "area", "missed")
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    path = out_dir / "mask_diagnostics.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -44,6 +44,7 @@ FULL = {
 QUICK = {**FULL, "pretrain_epochs": 1, "max_epochs": 1, "train_limit": 16, "validate_limit": 4}
 SCALES = {"full": (FULL, [0, 1, 2], [24, 48, 96]), "quick": (QUICK, [0], [8])}
 ALPHAS = (0.01, 0.03, 0.05, 0.07)
+MEL_ALPHA = 0.03  # the paper's alpha: Table V's "MEL" row
 EXPANDS = (-2, 0, 2, 4, 6, 8)  # evaluate.json's expand_sweep
 #: --data: (extra config merged after train.json + quick.json, what the tables' "data" line says, short name)
 DATA = {
@@ -179,6 +180,14 @@ def stages(
          ["panel", "--config_file", evaluate, "--output_dir", str(out / "table4"), "--panel_checkpoints",
           repr({f"alpha {a:g}": str(out / _alpha_dir(a) / "model.pt") for a in alphas})])
     )  # fmt: skip
+    mel = _alpha_dir(MEL_ALPHA if MEL_ALPHA in alphas else alphas[0])
+    diagnosed = {"end to end, MEL": out / mel / "model.pt", "end to end, no MEL": out / "no_expansion" / "model.pt",
+                 "independent": pipelines["object"]}  # fmt: skip
+    run.append(
+        ("Table V mask diagnostics", out / "table5" / "mask_diagnostics.json",
+         ["mask_diagnostics", "--config_file", evaluate, "--output_dir", str(out / "table5"), "--panel_checkpoints",
+          repr({label: str(path) for label, path in diagnosed.items()})])
+    )  # fmt: skip
     return run
 
 
@@ -212,7 +221,7 @@ def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int], da
         if done.exists():
             print(f"[done] {name}: {done}", flush=True)
             continue
-        if name == "Table II panel":
+        if name in ("Table II panel", "Table V mask diagnostics"):
             write_table2_pipelines(out)
         log = out / "logs" / (name.replace(" ", "_").replace(",", "") + ".log")
         start = time.time()
@@ -223,9 +232,27 @@ def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int], da
             raise SystemExit(f"stage '{name}' failed: {error}") from error
         print(f"[ok] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
         recorded = json.loads(walls.read_text(encoding="utf-8")) if walls.exists() else {}
-        walls.write_text(json.dumps({**recorded, name: round(time.time() - start, 1)}, indent=1), encoding="utf-8")
+        recorded[name] = {"wall_s": round(time.time() - start, 1), "end": round(time.time(), 1)}
+        walls.write_text(json.dumps(recorded, indent=1), encoding="utf-8")
         if name.endswith("panel"):
             (done.parent / done.stem.split("_")[0] / "panel.png").replace(done)
+
+
+def stage_times(seed_dirs: Sequence[Path]) -> tuple[float, float]:
+    """(time during which at least one stage ran, sum of the stages' wall times) in seconds, over every seed's
+    ``stage_wall_s.json``: right however the seeds were scheduled (one process, one per seed at once, or
+    resumed later)."""
+    stages = [
+        stage
+        for d in seed_dirs
+        if (d / "stage_wall_s.json").exists()
+        for stage in json.loads((d / "stage_wall_s.json").read_text(encoding="utf-8")).values()
+    ]
+    covered, reach = 0.0, float("-inf")
+    for start, end in sorted((s["end"] - s["wall_s"], s["end"]) for s in stages):  # union of the intervals
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return covered, sum(s["wall_s"] for s in stages)
 
 
 def read_runs(seed_dirs: Sequence[Path], finetune: Sequence[int]) -> dict[str, list[dict]]:
@@ -239,6 +266,9 @@ def read_runs(seed_dirs: Sequence[Path], finetune: Sequence[int]) -> dict[str, l
     for d in seed_dirs:
         for key, result in json.loads((d / "eval" / "table1" / "expand_sweep.json").read_text(encoding="utf-8")).items():
             runs.setdefault(key, []).append(result)  # keys "d = +2 px"
+        diagnostics = d / "table5" / "mask_diagnostics.json"
+        if diagnostics.exists():
+            runs.setdefault("mask diagnostics", []).append(json.loads(diagnostics.read_text(encoding="utf-8")))
     return runs
 
 
@@ -371,7 +401,33 @@ def build_tables(
          "FID": "not measurable here (no Inception weights)"},
         [note, "Paper: Table V, COCO persons at 256x256; FID not quoted (not computed here)."],
     ))  # fmt: skip
+    if runs.get("mask diagnostics"):
+        written.append(mask_diagnostics_table(runs["mask diagnostics"], info, out))
     return written
+
+
+def mask_diagnostics_table(per_seed: Sequence[Mapping], info: Mapping, out: Path) -> Path:
+    """Table V's models by what their chosen mask does to the object (``scripts.evaluate.mask_diagnostics`` of
+    every seed; mean ± sd over seeds), beside the PSNR of leaving the object in."""
+    from common.reproduction import cell, order_verdict, write_table
+
+    names = {"psnr": ("PSNR", 2), "recall": ("object recall", 2), "precision": ("precision", 2),
+             "area": ("chosen / true area", 2), "missed": ("share missing > half the object", 2)}  # fmt: skip
+    labels = list(per_seed[0]["rows"])
+    rows = [
+        {"model": label, **{title: cell([s["rows"][label][k] for s in per_seed], digits)
+                            if k in per_seed[0]["rows"][label] else "–" for k, (title, digits) in names.items()}}
+        for label in labels
+    ]  # fmt: skip
+    psnr = {label: [s["rows"][label]["psnr"] for s in per_seed] for label in labels}
+    return write_table(
+        out, "table5_mask_diagnostics", "Table V's models: what the chosen mask does to the object (ours only)",
+        ["model", *[title for title, _ in names.values()]], rows, info,
+        {f"{label} scores above leaving the object in": order_verdict(psnr, [label, "object left in"])
+         for label in labels if label != "object left in"},
+        [f"Every test pair ({per_seed[0]['pairs']}), hint = the true mask; recall = share of the object's pixels in "
+         "the chosen mask. A model scoring near 'object left in' with a low recall mostly keeps the object."],
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
@@ -406,9 +462,9 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     scale_text = (f"{'quick' if args.quick else 'full'} (quick.json networks at 64x64, style loss on the image "
                   "discriminator's features; " + ", ".join(f"{k} {v}" for k, v in scale.items())
                   + f"; fine-tuning N = {list(finetune)})")  # fmt: skip
-    info = provenance(REPO, scale_text, DATA[args.data][1], seeds, time.time() - start)
-    stage_s = sum(sum(json.loads((d / "stage_wall_s.json").read_text(encoding="utf-8")).values())
-                  for d in seed_dirs if (d / "stage_wall_s.json").exists())  # fmt: skip
+    span_s, stage_s = stage_times(seed_dirs)
+    info = provenance(REPO, scale_text, DATA[args.data][1], seeds, max(span_s, time.time() - start))
+    info["wall time"] += " (while any stage ran, all seeds)"
     info["run time"] = f"{stage_s / 60:.1f} min (sum of every stage's wall time, all seeds)"
     written = build_tables(runs, info, out, finetune, args.data)
     for panel in ("table2_panel.png", "table4_panel.png"):
