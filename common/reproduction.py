@@ -15,13 +15,14 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
     "git_commit",
     "utc_date",
     "provenance",
+    "busy_time",
     "mean_sd",
     "cell",
     "order_verdict",
@@ -63,6 +64,17 @@ def provenance(repo: Path, scale: str, data: str, seeds: Sequence[int], wall_s: 
         "seeds": ", ".join(str(s) for s in seeds),
         "wall time": f"{wall_s / 60:.1f} min",
     }
+
+
+def busy_time(records: Iterable[Mapping[str, float]]) -> tuple[float, float]:
+    """(seconds during which at least one run was going, seconds summed over the runs) of ``{"wall_s", "end"}``
+    records (a run's wall time and its end, ``time.time()``): right however the runs were scheduled (one after
+    another, several at once, resumed later)."""
+    covered, reach, total = 0.0, float("-inf"), 0.0
+    for start, end in sorted((r["end"] - r["wall_s"], r["end"]) for r in records):  # union of the intervals
+        covered += max(0.0, end - max(start, reach))
+        reach, total = max(reach, end), total + end - start
+    return covered, total
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:

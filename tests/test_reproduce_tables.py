@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.bundle_scripts import load_bundle_scripts
-from common.reproduction import cell, order_verdict, run_monai_bundle, write_table
+from common.reproduction import busy_time, cell, order_verdict, run_monai_bundle, write_table
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
@@ -260,3 +260,24 @@ def test_blind_lesion_reuse_scored_reads_earlier_seeds_without_training(tmp_path
     assert "seeds 0 1 read from an earlier invocation" in reconstruction
     with pytest.raises(AssertionError, match="trained or scored again"):  # without the option: trained anew
         rt.main(["--seeds", "0", "--output_dir", str(tmp_path), "--runs_dir", str(tmp_path / "runs")])
+
+
+def test_busy_time_counts_overlapping_runs_once_and_sums_their_work():
+    records = [{"wall_s": 10.0, "end": 110.0}, {"wall_s": 20.0, "end": 130.0}, {"wall_s": 30.0, "end": 125.0},
+               {"wall_s": 5.0, "end": 500.0}]  # fmt: skip
+    # intervals [100, 110], [110, 130], [95, 125], [495, 500]: union 35 + 5 s; work 10 + 20 + 30 + 5 s
+    assert busy_time(records) == (pytest.approx(40.0), pytest.approx(65.0))
+    assert busy_time([]) == (0.0, 0.0)
+
+
+def test_ipa_tables_time_the_runs_from_their_markers_and_read_the_configured_epochs(tmp_path):
+    module = bundle_module("ipa_medgan", "reproduce_tables")
+    runs = [(0, "pix2pix", "square", []), (0, "ipa_medgan", "square", []), (1, "pix2pix", "square", [])]
+    for (seed, model, experiment, _), record in zip(runs, ({"wall_s": 60.0, "end": 1060.0},
+                                                           {"wall_s": 100.0, "end": 1100.0}, None)):  # fmt: skip
+        folder = tmp_path / f"seed{seed}" / f"{model}_{experiment}"
+        folder.mkdir(parents=True)
+        (folder / "trained").write_text(json.dumps(record) if record else "", encoding="utf-8")  # "": untimed
+    assert module.training_times(tmp_path, runs) == (pytest.approx(100.0), pytest.approx(160.0))
+    assert module.configured_epochs(["train.json"]) == 100  # the paper's
+    assert module.configured_epochs(["train.json", "quick.json"]) == 40

@@ -167,7 +167,8 @@ def write_tables(out_dir: Path, summary: dict, meta: dict) -> Path:
 
 
 def train(run: tuple, base: list[str], runs_dir: Path, extra: list[str]) -> float:
-    """Train one (seed, model, experiment) with its configs (skipped when trained); returns the wall seconds."""
+    """Train one (seed, model, experiment) with its configs (skipped when trained); returns the wall seconds.
+    The ``trained`` marker records them and the end time (``{"wall_s", "end"}``) for the tables' wall time."""
     from common.reproduction import configs_arg, run_monai_bundle
 
     seed, model, experiment, model_configs = run
@@ -195,8 +196,23 @@ def train(run: tuple, base: list[str], runs_dir: Path, extra: list[str]) -> floa
         out / "run.log",
         REPO,
     )
-    (out / "trained").write_text("", encoding="utf-8")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    (out / "trained").write_text(json.dumps({"wall_s": round(wall, 1), "end": round(time.time(), 1)}), "utf-8")
+    return wall
+
+
+def training_times(runs_dir: Path, runs: list[tuple]) -> tuple[float, float]:
+    """(seconds while any of ``runs`` was training, seconds summed over them) from their ``trained`` markers."""
+    from common.reproduction import busy_time
+
+    markers = [runs_dir / f"seed{seed}" / f"{model}_{experiment}" / "trained" for seed, model, experiment, _ in runs]
+    return busy_time(json.loads(m.read_text(encoding="utf-8")) for m in markers if m.read_text(encoding="utf-8"))
+
+
+def configured_epochs(configs: list[str]) -> int:
+    """``max_epochs`` of the last of ``configs`` (bundle config names, merged in order) that sets it."""
+    values = [json.loads((BUNDLE / "configs" / c).read_text(encoding="utf-8")).get("max_epochs") for c in configs]
+    return [v for v in values if v is not None][-1]
 
 
 def main(argv=None) -> None:
@@ -264,8 +280,11 @@ def main(argv=None) -> None:
         else "CPU (quick.json: 64x64 slices, widths /4, seeded random VGG-19, 2 style layers)"
     )
     epochs = (
-        "1 epoch on 8 training slices (--quick)" if args.quick else f"{args.max_epochs or 'config'} epochs"
+        "1 epoch on 8 training slices (--quick)"
+        if args.quick
+        else f"{args.max_epochs or configured_epochs(base)} epochs"
     )
+    busy_s, summed_s = training_times(runs_dir, runs)
     meta = {
         "date": utc_date(),
         "git commit": git_commit(REPO),
@@ -273,8 +292,9 @@ def main(argv=None) -> None:
         "test slices, split by subject); the same fixed test masks for every row (scripts.masks)",
         "scale": f"{scale}; {epochs}; batch 4",
         "seeds": " ".join(map(str, seeds)),
-        "wall time": f"{time.perf_counter() - start:.0f} s (training {train_s:.0f} s of it, runs not already "
-        f"trained; {args.jobs} job(s))",
+        "wall time": f"{busy_s / 60:.1f} min while any training ran, {summed_s / 60:.1f} min summed over the "
+        f"{len(runs)} runs; this call {time.perf_counter() - start:.0f} s (training {train_s:.0f} s of it, runs not "
+        f"already trained; {args.jobs} job(s))",
         "command": "python bundles/ipa_medgan/scripts/reproduce_tables.py " + " ".join(argv or sys.argv[1:]),
         "panel": f"seed{seeds[0]}/panel.png",
     }

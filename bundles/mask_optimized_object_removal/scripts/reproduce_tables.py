@@ -240,19 +240,15 @@ def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int], da
 
 def stage_times(seed_dirs: Sequence[Path]) -> tuple[float, float]:
     """(time during which at least one stage ran, sum of the stages' wall times) in seconds, over every seed's
-    ``stage_wall_s.json``: right however the seeds were scheduled (one process, one per seed at once, or
-    resumed later)."""
-    stages = [
+    ``stage_wall_s.json`` (``common.reproduction.busy_time``)."""
+    from common.reproduction import busy_time
+
+    return busy_time(
         stage
         for d in seed_dirs
         if (d / "stage_wall_s.json").exists()
         for stage in json.loads((d / "stage_wall_s.json").read_text(encoding="utf-8")).values()
-    ]
-    covered, reach = 0.0, float("-inf")
-    for start, end in sorted((s["end"] - s["wall_s"], s["end"]) for s in stages):  # union of the intervals
-        covered += max(0.0, end - max(start, reach))
-        reach = max(reach, end)
-    return covered, sum(s["wall_s"] for s in stages)
+    )
 
 
 def read_runs(seed_dirs: Sequence[Path], finetune: Sequence[int]) -> dict[str, list[dict]]:
