@@ -114,3 +114,13 @@ def test_every_train_config_checkpoints_its_training_state(bundle):
     attached = " ".join(config["initialize"])
     assert "@train#checkpoint_saver.attach(@train#trainer)" in attached
     assert "@train#checkpoint_loader.attach(@train#trainer) if @resume_from" in attached
+
+
+@bundle_params
+def test_configs_are_ascii_so_any_locale_reads_them(bundle):
+    """MONAI's ConfigParser opens configs in the locale's encoding: a non-ASCII character (e.g. a "²" in a
+    description) fails under a C / POSIX locale, as on some CI machines."""
+    for path in sorted((bundle / "configs").glob("*.json")):
+        text = path.read_bytes()
+        bad = [i for i, byte in enumerate(text) if byte > 127]
+        assert not bad, f"{path.name}: non-ASCII byte at offset {bad[0]}: {text[max(0, bad[0] - 30):bad[0] + 10]!r}"
