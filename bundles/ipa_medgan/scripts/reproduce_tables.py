@@ -205,8 +205,8 @@ def training_times(runs_dir: Path, runs: list[tuple]) -> tuple[float, float]:
     """(seconds while any of ``runs`` was training, seconds summed over them) from their ``trained`` markers."""
     from common.reproduction import busy_time
 
-    markers = [runs_dir / f"seed{seed}" / f"{model}_{experiment}" / "trained" for seed, model, experiment, _ in runs]
-    return busy_time(json.loads(m.read_text(encoding="utf-8")) for m in markers if m.read_text(encoding="utf-8"))
+    texts = [(runs_dir / f"seed{s}" / f"{m}_{e}" / "trained").read_text(encoding="utf-8") for s, m, e, _ in runs]
+    return busy_time(json.loads(text) for text in texts if text)  # "": a run marked before markers held times
 
 
 def configured_epochs(configs: list[str]) -> int:

@@ -26,6 +26,7 @@ __all__ = [
     "RequireHintd",
     "TissueClassesd",
     "copy_paste_pairs",
+    "evenly_spaced",
     "inference_datalist",
     "tissue_classes",
 ]
@@ -56,10 +57,13 @@ def copy_paste_pairs(
                 components = object_components(np.squeeze(label))
                 entry[count_key] = int(components[0].sum()) if components else 0
     pairs = copy_paste_datalist(entries, seed=seed, min_object_pixels=min_object_pixels)
-    if not limit or limit >= len(pairs):
-        return pairs
     # evenly spaced over the list (ordered by subject and level), so N pairs span the subjects, not the first one
-    return [pairs[i] for i in np.linspace(0, len(pairs) - 1, limit).round().astype(int)]
+    return [pairs[i] for i in evenly_spaced(len(pairs), limit)] if limit else pairs
+
+
+def evenly_spaced(length: int, count: int) -> list[int]:
+    """``min(count, length)`` distinct indices of a list of ``length`` items, evenly spaced from first to last."""
+    return [int(i) for i in np.unique(np.linspace(0, length - 1, min(count, length)).round().astype(int))]
 
 
 def inference_datalist(dataset_dir: str, split: str = "test") -> list[dict]:

@@ -26,9 +26,10 @@ from monai.metrics import CumulativeIterationMetric
 
 from common.engines import read_state_dict
 from common.masking import split_inpainting_target
-from common.metrics import LPIPSMetric
+from common.metrics import LPIPSMetric, PSNRMetric
 
 from .binning import MaskRatioBinnedMetric
+from .data import evenly_spaced
 
 __all__ = [
     "BinnedMetricsWriter",
@@ -235,8 +236,7 @@ def write_panel(
     import matplotlib.pyplot as plt
 
     models = _load_models(network, checkpoints, device)
-    picks = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
-    items = [dataset[int(i)] for i in picks]  # spread over the test set (its subjects and levels)
+    items = [dataset[i] for i in evenly_spaced(len(dataset), count)]  # spread over the subjects and levels
     columns = 3 + 2 * len(models)
     fig, axes = plt.subplots(len(items), columns, figsize=(2.2 * columns, 2.3 * len(items)), squeeze=False)
     for row, item in zip(axes, items):
@@ -270,11 +270,6 @@ def _load_models(network: torch.nn.Module, checkpoints: Mapping[str, str], devic
     return models
 
 
-def _psnr(pred: torch.Tensor, truth: torch.Tensor) -> float:
-    """Whole-image PSNR of images in [0, 1] (max 1), as ``common.metrics.PSNRMetric`` in evaluate.json."""
-    return float(10.0 * torch.log10(1.0 / torch.mean((pred - truth) ** 2)))
-
-
 def mask_diagnostics(
     network: torch.nn.Module,
     checkpoints: Mapping[str, str],
@@ -292,6 +287,11 @@ def mask_diagnostics(
     say which model removes the object. Writes ``<output_dir>/mask_diagnostics.json`` and ``.md``.
     """
     models = _load_models(network, checkpoints, device)
+    psnr = PSNRMetric()  # whole image, max 1: evaluate.json's val_psnr
+
+    def _psnr(pred: torch.Tensor, truth: torch.Tensor) -> float:
+        return float(psnr(pred[None], truth[None]))
+
     rows: dict[str, dict[str, list[float]]] = {"object left in": {"psnr": []}}
     rows.update({label: {k: [] for k in ("psnr", "recall", "precision", "area", "missed")} for label in models})
     for item in (dataset[i] for i in range(len(dataset))):

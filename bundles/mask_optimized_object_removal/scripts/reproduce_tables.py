@@ -230,9 +230,10 @@ def run_stages(out: Path, scale: Mapping, seed: int, finetune: Sequence[int], da
         except RuntimeError as error:
             print(f"[FAILED] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
             raise SystemExit(f"stage '{name}' failed: {error}") from error
-        print(f"[ok] {name}: {time.time() - start:.0f} s wall, log {log}", flush=True)
+        end = time.time()
+        print(f"[ok] {name}: {end - start:.0f} s wall, log {log}", flush=True)
         recorded = json.loads(walls.read_text(encoding="utf-8")) if walls.exists() else {}
-        recorded[name] = {"wall_s": round(time.time() - start, 1), "end": round(time.time(), 1)}
+        recorded[name] = {"wall_s": round(end - start, 1), "end": round(end, 1)}
         walls.write_text(json.dumps(recorded, indent=1), encoding="utf-8")
         if name.endswith("panel"):
             (done.parent / done.stem.split("_")[0] / "panel.png").replace(done)
